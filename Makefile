@@ -1,0 +1,50 @@
+# Quick start:  make demo   (base runtime install, predicts the bundled samples, streams a two-speaker clip)
+#               make test   (dev install with every extra, runs the whole test suite)
+PYTHON ?= python3
+DEV_VENV := .venv
+EDGE_VENV := .venv-edge
+PIP_FLAGS := --disable-pip-version-check -q
+
+.PHONY: demo test dev edge models bench pi-check clean
+
+$(DEV_VENV)/.installed: pyproject.toml
+	test -d $(DEV_VENV) || $(PYTHON) -m venv $(DEV_VENV)
+	$(DEV_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(DEV_VENV)/bin/pip install $(PIP_FLAGS) -e '.[dev]'
+	touch $@
+
+$(EDGE_VENV)/.installed: pyproject.toml
+	test -d $(EDGE_VENV) || $(PYTHON) -m venv $(EDGE_VENV)
+	$(EDGE_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	# The runtime alone; the microphone extra only where PortAudio is installed.
+	if ldconfig -p 2>/dev/null | grep -q libportaudio; then \
+		$(EDGE_VENV)/bin/pip install $(PIP_FLAGS) '.[mic]'; \
+	else \
+		$(EDGE_VENV)/bin/pip install $(PIP_FLAGS) .; \
+		echo "note: PortAudio not found, 'gvd listen' from a microphone needs: apt install libportaudio2"; \
+	fi
+	touch $@
+
+dev: $(DEV_VENV)/.installed
+edge: $(EDGE_VENV)/.installed
+
+demo: $(EDGE_VENV)/.installed
+	$(EDGE_VENV)/bin/gvd models
+	$(EDGE_VENV)/bin/gvd predict models/samples/
+	$(EDGE_VENV)/bin/gvd listen --input models/samples/two_speakers.wav --fast
+
+test: $(DEV_VENV)/.installed
+	$(DEV_VENV)/bin/python -m pytest -q
+
+# Rebuild the shipped models from ../shared/data (about 20 minutes on 2 cores).
+models: $(DEV_VENV)/.installed
+	$(DEV_VENV)/bin/python -m train.release --data ../shared/data --out models
+
+bench: $(DEV_VENV)/.installed
+	$(DEV_VENV)/bin/gvd bench
+
+pi-check:
+	bash benchmarks/pi_check.sh
+
+clean:
+	rm -rf $(DEV_VENV) $(EDGE_VENV) build dist *.egg-info
