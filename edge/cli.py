@@ -30,7 +30,23 @@ class _PluginGroup(click.Group):
         if command is not None:
             return command
         plugin = self._plugins().get(name)
-        return plugin.load() if plugin is not None else None
+        if plugin is None:
+            return None
+        try:
+            return plugin.load()
+        except ImportError as exc:
+            return _unavailable(name, exc)
+
+
+def _unavailable(name: str, exc: ImportError) -> click.Command:
+    """Stand-in for a plugin that cannot load, so that the rest of the CLI keeps working."""
+
+    @click.command(name, help=f"(unavailable: {exc})", context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        raise click.ClickException(f"'gvd {name}' could not be loaded ({exc}); reinstall gvd")
+
+    return command
 
 
 @click.group(cls=_PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
