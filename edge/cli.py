@@ -1,13 +1,14 @@
-"""The ``gvd`` command. Runtime subcommands live here; training-side ones are plugins.
+"""The ``gvd`` command: a click group whose subcommands are imported only when used.
 
-``train`` and ``export`` register their subcommands through the ``gvd.commands`` entry-point
-group, so this module never imports them (data flows train -> export -> models -> edge) and
-``gvd --help`` stays fast on the base install.
+Runtime subcommands live in ``edge``; ``train``, ``data`` and ``export`` are plugins registered by
+the training side through the ``gvd.commands`` entry-point group, so this module never imports them
+(data flows train -> export -> models -> edge) and ``gvd --help`` stays fast on the base install.
 """
 
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 from importlib.metadata import entry_points
 
 import click
@@ -15,31 +16,48 @@ import click
 from . import __version__
 from .errors import GvdError
 
+# name -> "module:attribute" of a click command; imported on first use.
+RUNTIME_COMMANDS = {
+    "predict": "edge.commands:predict",
+    "listen": "edge.commands:listen",
+    "devices": "edge.commands:devices",
+    "models": "edge.commands:models",
+    "bench": "edge.bench:bench",
+    "serve": "edge.serve:serve",
+}
 
-class _PluginGroup(click.Group):
-    """A click group that also lists commands registered by other packages, loaded on demand."""
 
-    def _plugins(self) -> dict:
-        return {ep.name: ep for ep in entry_points(group="gvd.commands")}
+def _load(target: str) -> click.Command:
+    module, _, attribute = target.partition(":")
+    return getattr(import_module(module), attribute)
+
+
+class _LazyGroup(click.Group):
+    """Lists runtime commands and entry-point plugins without importing them until they are needed."""
+
+    def _targets(self) -> dict[str, str]:
+        targets = {ep.name: ep.value for ep in entry_points(group="gvd.commands")}
+        targets.update(RUNTIME_COMMANDS)
+        return targets
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
+        return sorted(set(super().list_commands(ctx)) | set(self._targets()))
 
     def get_command(self, ctx: click.Context, name: str):
         command = super().get_command(ctx, name)
         if command is not None:
             return command
-        plugin = self._plugins().get(name)
-        if plugin is None:
+        target = self._targets().get(name)
+        if target is None:
             return None
         try:
-            return plugin.load()
+            return _load(target)
         except ImportError as exc:
             return _unavailable(name, exc)
 
 
 def _unavailable(name: str, exc: ImportError) -> click.Command:
-    """Stand-in for a plugin that cannot load, so that the rest of the CLI keeps working."""
+    """Stand-in for a command that cannot load, so that the rest of the CLI keeps working."""
 
     @click.command(name, help=f"(unavailable: {exc})", context_settings={"ignore_unknown_options": True})
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -49,7 +67,7 @@ def _unavailable(name: str, exc: ImportError) -> click.Command:
     return command
 
 
-@click.group(cls=_PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gvd")
 def cli() -> None:
     """gvd: tell a female from a male voice, on the device."""
