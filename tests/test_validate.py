@@ -1,0 +1,136 @@
+"""`gvd data validate`: per-file report, unusable files fail the run, duplicates across formats."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from edge.audio import resample
+from train.validate import data, find_duplicates, fingerprint, similarity, validate
+
+SR = 16000
+
+
+def speechlike(rng, seconds: float, f0: float) -> np.ndarray:
+    """Harmonic syllables with a wandering pitch plus fricative-like noise bursts (content up to 8 kHz)."""
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    pitch = f0 * (1 + 0.15 * np.sin(2 * np.pi * rng.uniform(0.3, 0.9) * t + rng.uniform(0, 6)))
+    phase = 2 * np.pi * np.cumsum(pitch) / SR
+    vowels = sum(np.sin(k * phase) / k for k in range(1, 20))
+    syllables = (np.sin(2 * np.pi * rng.uniform(3, 5) * t + rng.uniform(0, 6)) > 0).astype(float)
+    hiss = np.diff(rng.standard_normal(n + 1)) * (1 - syllables) * (np.sin(2 * np.pi * 1.3 * t) > 0.5)
+    return (0.08 * vowels * syllables + 0.05 * hiss + 0.001 * rng.standard_normal(n)).astype(np.float32)
+
+
+@pytest.fixture
+def corpus(tmp_path, rng):
+    root = tmp_path / "corpus"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    one = speechlike(rng, 6.0, 120)
+    two = speechlike(rng, 6.0, 210)
+    sf.write(root / "a" / "one.wav", one, SR, subtype="PCM_16")
+    # The same recording as lossy Ogg Vorbis at 48 kHz, 6 dB quieter, under another name: a duplicate.
+    sf.write(root / "b" / "copy_of_one.ogg", resample(one * 0.5, SR, 48000), 48000, format="OGG", subtype="VORBIS")
+    sf.write(root / "a" / "two.flac", two, SR, subtype="PCM_16")
+    # Telephone band stored at 48 kHz: nothing above 4 kHz although the rate allows 24 kHz.
+    narrow = resample(resample(speechlike(rng, 5.0, 150), SR, 8000), 8000, 48000)
+    sf.write(root / "b" / "phone.wav", narrow, 48000, subtype="PCM_16")
+    loud = np.clip(speechlike(rng, 4.0, 180) * 20, -1, 1)
+    sf.write(root / "b" / "clipped.wav", loud, SR, subtype="PCM_16")
+    (root / "b" / "notes.wav").write_text("not audio\n" * 100)
+    (root / "b" / "empty.mp3").write_bytes(b"")
+    sf.write(root / "b" / "zeros.wav", np.zeros(SR * 2, np.float32), SR, subtype="PCM_16")
+    (root / "readme.txt").write_text("ignored: not an audio extension")
+    return root
+
+
+def test_report_and_exit_status(corpus):
+    result = CliRunner().invoke(data, ["validate", str(corpus), "--json", "--no-progress", "-j", "1"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    files = {f["path"]: f for f in report["files"]}
+    assert set(files) == {"a/one.wav", "a/two.flac", "b/copy_of_one.ogg", "b/phone.wav", "b/clipped.wav",
+                          "b/notes.wav", "b/empty.mp3", "b/zeros.wav"}
+    unusable = {name for name, f in files.items() if not f["ok"]}
+    assert unusable == {"b/notes.wav", "b/empty.mp3", "b/zeros.wav"}
+    assert "not an audio file" in files["b/notes.wav"]["error"]
+    assert "empty" in files["b/empty.mp3"]["error"]
+    assert "silence" in files["b/zeros.wav"]["error"]
+
+    one, copy = files["a/one.wav"], files["b/copy_of_one.ogg"]
+    assert (one["codec"], one["sample_rate"], one["channels"]) == ("PCM_16", 16000, 1)
+    assert (copy["codec"], copy["sample_rate"]) == ("VORBIS", 48000)
+    assert one["duration"] == pytest.approx(6.0)
+    assert one["energy_above_8k"] is None  # a 16 kHz file cannot say anything about 8 kHz
+    assert [d["a"] for d in report["duplicates"]] == ["a/one.wav"]
+    assert report["duplicates"][0]["b"] == "b/copy_of_one.ogg"
+    assert not report["duplicates"][0]["identical"]
+    assert "duplicate" in one["flags"] and "duplicate" in copy["flags"]
+    assert "duplicate" not in files["a/two.flac"]["flags"]
+
+    assert "band-limited<4kHz" in files["b/phone.wav"]["flags"]
+    assert files["b/phone.wav"]["energy_above_4k"] < 1e-5
+    assert not any(f.startswith("band-limited") for f in one["flags"] + files["a/two.flac"]["flags"])
+    assert "band-limited<8kHz" in copy["flags"]  # made from 16 kHz audio, stored at 48 kHz
+    assert files["b/clipped.wav"]["clipping_ratio"] > 0.01 and "clipping" in files["b/clipped.wav"]["flags"]
+    assert one["clipping_ratio"] == 0
+    assert 0 <= one["silence_ratio"] < 0.6 and one["speech_seconds"] > 2
+    assert one["snr_db"] > 20
+    assert report["summary"]["unusable"] == 3 and report["summary"]["duplicate_pairs"] == 1
+
+
+def test_table_output_names_reasons(corpus):
+    result = CliRunner().invoke(data, ["validate", str(corpus), "--no-progress", "-j", "2"])
+    assert result.exit_code == 1
+    assert "UNUSABLE" in result.stdout and "a/one.wav  ==  b/copy_of_one.ogg" in result.stdout
+    assert "b/notes.wav:" in result.stderr
+
+
+def test_clean_folder_exits_zero(corpus):
+    for bad in ("notes.wav", "empty.mp3", "zeros.wav"):
+        (corpus / "b" / bad).unlink()
+    result = CliRunner().invoke(data, ["validate", str(corpus), "--summary", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "usable: 5" in result.stdout and "unusable: 0" in result.stdout
+
+
+def test_no_audio_is_an_error(tmp_path):
+    (tmp_path / "x.txt").write_text("hi")
+    result = CliRunner().invoke(data, ["validate", str(tmp_path), "--no-progress"])
+    assert result.exit_code != 0 and "no audio files" in result.output
+
+
+def test_fingerprint_separates_different_speech(rng):
+    a, b = speechlike(rng, 5.0, 120), speechlike(rng, 5.0, 120)
+    fa, fb = fingerprint(a), fingerprint(b)
+    assert similarity(fa, fa)[0] == pytest.approx(1.0)
+    assert similarity(fa, fb)[0] < 0.5
+    shifted = np.concatenate([np.zeros(640, np.float32), a])[: a.size]  # 40 ms codec delay
+    score, lag = similarity(fa, fingerprint(shifted))
+    assert score > 0.9 and lag == 2
+    dups = find_duplicates(["a", "b", "c"], [fa, fb, fingerprint(shifted)], [5.0, 5.0, 5.0])
+    assert [(d.a, d.b) for d in dups] == [("a", "c")]
+
+
+@pytest.mark.shared
+def test_indonesian_duplicate_and_band_limits(shared_data):
+    reports, duplicates = validate(shared_data / "indonesian", jobs=2, progress=False)
+    assert all(r.ok for r in reports)
+    assert [(d.a, d.b) for d in duplicates] == [("cewe/f036.m4a", "cewe/f037.wav")]
+    limited = {r.path for r in reports if any(f.startswith("band-limited") for f in r.flags)}
+    opus = {r.path for r in reports if r.codec == "opus"}
+    assert opus <= limited  # every WhatsApp voice note
+    assert not any(r.codec == "aac" for r in reports if r.path in limited)
+
+
+@pytest.mark.shared
+def test_ravdess_exact_duplicate(shared_data):
+    _, duplicates = validate(shared_data / "ravdess" / "Actor_07", jobs=1, progress=False)
+    assert [(d.a, d.b, d.identical) for d in duplicates] == [
+        ("03-01-03-01-02-01-07.flac", "03-01-03-01-02-02-07.flac", True)]
