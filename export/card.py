@@ -1,0 +1,268 @@
+"""The model card, models/README.md, written from the training records and the export results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .manifest import loco_accuracy
+
+# Speakers and files as train.data.load_corpora counts them in ../shared/data (speaker ids from
+# speakers.csv / file names; byte-identical duplicates dropped), descriptions from its README.
+CORPORA = (
+    ("indonesian", "the original project's own recordings (Indonesian, phones / WhatsApp)", "49 / 49", "102",
+     "collected by the original project's authors; anonymised ids"),
+    ("ravdess", "RAVDESS, 24 actors, two English sentences in eight emotions", "12 / 12", "1,433",
+     "CC BY-NC-SA 4.0 (Livingstone & Russo, 2018)"),
+    ("urdu", "URDU-Dataset, emotional speech from Urdu TV talk shows", "11 / 18", "400",
+     "research use (Latif et al., 2018)"),
+)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def _flatten(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in metrics.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += _flatten(value, path + ".")
+        elif isinstance(value, (int, float, str, bool)) and not (isinstance(value, str) and len(value) > 80):
+            rows.append((path, value))
+    return rows
+
+
+def _metrics_table(results) -> list[str]:
+    """Fallback: one row per numeric metric, one column per float model."""
+    floats = [r for r in results if not r.quantized]
+    columns = {r.name: dict(_flatten(r.record.metrics)) for r in floats}
+    keys: list[str] = []
+    for rows in columns.values():
+        keys += [k for k in rows if k not in keys]
+    if not keys:
+        return ["(training.json holds no metrics)"]
+    lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for key in keys:
+        lines.append(f"| {key} | " + " | ".join(_fmt(columns[n].get(key, "")) for n in columns) + " |")
+    return lines
+
+
+def _cell(metrics: dict | None, with_count: bool = True) -> str:
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("accuracy"), (int, float)):
+        return "n/a"
+    text = f"{100 * metrics['accuracy']:.1f}%"
+    if isinstance(metrics.get("balanced_accuracy"), (int, float)):
+        text += f" (bal. {100 * metrics['balanced_accuracy']:.1f}%)"
+    if with_count and isinstance(metrics.get("n_clips"), int):
+        text += f", {metrics['n_clips']} clips"
+    return text
+
+
+def _grouped(floats, title: str, lookup, note: str) -> list[str]:
+    """A table with one row per group (corpus, format, held-out corpus) and one column per model."""
+    groups: list[str] = []
+    for r in floats:
+        groups += [g for g in (lookup(r.record.metrics) or {}) if g not in groups]
+    if not groups:
+        return []
+    lines = [f"### {title}", "", note, "", "| | " + " | ".join(r.name for r in floats) + " |",
+             "|---|" + "---|" * len(floats)]
+    for group in groups:
+        lines.append(f"| {group} | " + " | ".join(_cell((lookup(r.record.metrics) or {}).get(group))
+                                                  for r in floats) + " |")
+    return lines + [""]
+
+
+def _metrics_sections(results) -> list[str]:
+    """Clip-level metrics as training measured them: test split overall and per corpus, LOCO, codec check."""
+    floats = [r for r in results if not r.quantized]
+    if not any(isinstance(r.record.metrics.get("test"), dict) for r in floats):
+        return _metrics_table(results)
+    lines = ["Clip-level (one decision per recording, speech-weighted mean of its windows), female = positive.", "",
+             "### Test split (speakers never seen in training)", "",
+             "| | " + " | ".join(r.name for r in floats) + " |", "|---|" + "---|" * len(floats)]
+    rows = [("accuracy (balanced), clips", lambda m: _cell(m)),
+            ("ROC AUC", lambda m: _fmt(m.get("roc_auc", "n/a"))),
+            ("equal error rate", lambda m: _fmt(m.get("eer", "n/a"))),
+            ("F1 (female)", lambda m: _fmt(m.get("f1", "n/a"))),
+            ("clips without speech", lambda m: _fmt(m.get("n_no_speech", "n/a")))]
+    for label, show in rows:
+        lines.append(f"| {label} | " + " | ".join(show(r.record.metrics.get("test") or {}) for r in floats) + " |")
+    lines.append("")
+    lines += _grouped(floats, "Test split per corpus", lambda m: (m.get("test") or {}).get("per_corpus"),
+                      "Accuracy on each corpus's held-out speakers.")
+    loco = _grouped(floats, "Leave-one-corpus-out", lambda m: m.get("loco"),
+                    "Trained on the other two corpora, tested on the named one: the honest measure of how "
+                    "the model does on recordings unlike its training data.")
+    if loco:
+        means = [loco_accuracy(r.record.metrics) for r in floats]
+        loco.insert(-1, "| **mean** | " + " | ".join("n/a" if m is None else f"**{100 * m:.1f}%**"
+                                                     for m in means) + " |")
+    lines += loco
+    lines += _grouped(floats, "Indonesian test clips per codec", lambda m: (m.get("test") or {}).get(
+        "indonesian_per_format"), "The Indonesian corpus confounds codec and label; accuracy should not depend "
+                                  "on the format.")
+    return lines
+
+
+def _parity_sources(floats) -> str:
+    names = {"parity_windows.npz": "the sample of real test windows written by training",
+             "synthetic": "random MFCC-like windows of several lengths",
+             "test_split.npz": "every window of the whole test split, labelled, rebuilt from the training "
+                               "feature cache (`--test-data`)"}
+    parts: list[str] = []
+    for r in floats:
+        for part in str((r.parity or {}).get("source", "")).split("+"):
+            text = names.get(part, f"`{part}`")
+            if part and text not in parts:
+                parts.append(text)
+    return "; ".join(parts) or "n/a"
+
+
+def card_text(results, default: str, train_dir: Path | None = None) -> str:
+    floats = [r for r in results if not r.quantized]
+    first = floats[0].record if floats else results[0].record
+    settings = first.feature_settings
+    has_loco = all(loco_accuracy(r.record.metrics) is not None for r in floats)
+    criterion = ("leave-one-corpus-out (LOCO) clip accuracy" if has_loco
+                 else "test-split clip accuracy (LOCO metrics are not in training.json)")
+    lines = [
+        "# gvd models: model card",
+        "",
+        "Small recurrent networks that decide whether a voice is female or male from 3-second windows of "
+        "speech, run by the `gvd` runtime with onnxruntime on the device. Each file is self-describing: its "
+        "ONNX metadata (`gvd.*` keys) holds the feature settings, labels, decision threshold, cell, version, "
+        "creation date, training-data manifest hash, metrics and licence, and the runtime refuses a model "
+        "whose settings it cannot honour. `manifest.json` lists every file with its sha256, which the "
+        "runtime checks before loading.",
+        "",
+        "> **Licence: non-commercial.** The models are trained on RAVDESS (CC BY-NC-SA 4.0) and the "
+        "URDU-Dataset (research use), so they carry those terms: research and non-commercial use only, "
+        "attribution, share-alike. The gvd code is Apache-2.0; these weights are not.",
+        "",
+        "## Models",
+        "",
+        "| name | file | cell | architecture | int8 | size (bytes) | window ms (median / p95) | parity max abs diff | default |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        c = r.record.model_config
+        arch = (f"{c.get('layers', 1)} x {c.get('units')} {'bi-' if c.get('bidirectional') else ''}"
+                f"{r.cell.upper()}, {c.get('pooling', 'last')} pooling"
+                f"{', Dense ' + str(c['dense_units']) if c.get('dense_units') else ''}")
+        parity = r.parity.get("max_abs_diff") if r.parity else None
+        lines.append(f"| {r.name} | `{r.path.name}` | {r.cell} | {arch} | {'yes' if r.quantized else 'no'} | "
+                     f"{r.size_bytes:,} | {r.timing.median_ms:.3f} / {r.timing.p95_ms:.3f} | "
+                     f"{'%.2e (%d windows)' % (parity, r.parity['windows']) if parity is not None else 'n/a (int8)'} | "
+                     f"{'**yes**' if r.name == default else ''} |")
+    lines += [
+        "",
+        f"The default (`{default}`) is the float model with the best {criterion}; "
+        "ties within 0.1 point go to the fastest. Window times: one 3 s window (94 frames x "
+        f"{settings.n_mfcc} MFCC), batch 1, onnxruntime with one intra-op and one inter-op thread, measured on "
+        "the export machine (2 shared CPU cores, x86-64) right after export; see "
+        "`benchmarks/results/export.md` for the native-vs-tf2onnx comparison.",
+        "",
+        "Every float model is built from the trained Keras weights as native ONNX `LSTM` / `GRU` / `RNN` "
+        "operators (no `Loop`/`Scan`), and its output is checked against Keras on the parity windows "
+        f"({_parity_sources(floats)}): largest |Keras - onnxruntime| at most 1e-5 and no clip decision "
+        "changes, or the export fails.",
+        "",
+    ]
+    int8_notes = [r for r in floats if "int8" in r.accuracy]
+    if int8_notes:
+        lines += ["## int8", "",
+                  "| model | shipped | size float -> int8 (bytes) | window ms float -> int8 | clip accuracy float -> int8 "
+                  "| drop (points) | max abs diff vs float | clip decisions flipped |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in int8_notes:
+            e = r.accuracy["int8"]
+            if "clip_accuracy_float" in e:
+                accuracy = f"{e['clip_accuracy_float']:.4f} -> {e['clip_accuracy_int8']:.4f} ({e['labelled_clips']} clips)"
+                drop = f"{e['accuracy_drop_points']:.2f}"
+            else:
+                accuracy, drop = "no labels", f"<= {e['accuracy_drop_points_bound']:.2f}"
+            shipped = "yes" if e["shipped"] else f"**no**: {e.get('not_shipped_because', '')}"
+            lines.append(f"| {r.name} | {shipped} | {e['size_bytes_float']:,} -> "
+                         f"{e['size_bytes_int8']:,} | {e['window_ms_median_float']:.3f} -> "
+                         f"{e['window_ms_median_int8']:.3f} | {accuracy} | {drop} | {e['max_abs_diff_vs_float']:.4f} | "
+                         f"{e['clip_decision_flips']} of {e['clips']} |")
+        lines += ["", "Dynamic int8 quantization with onnxruntime (`quantize_dynamic`, int8 weights, activations "
+                  "quantized at run time). onnxruntime has int8 kernels for LSTM only (no int8 GRU/RNN), so only "
+                  "the LSTM is quantized; it ships only if clip accuracy drops by at most 0.5 points and at most 2% of "
+                  "clip decisions flip (equal accuracy with decisions swapped both ways would be a different model). "
+                  "Clip decisions are compared on the real windows (the sample training wrote plus, with "
+                  "`--test-data`, the whole test split); each sample window counts as its own clip.", ""]
+    lines += [
+        "## Training data",
+        "",
+        "| corpus | what | speakers (F / M) | files | licence |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| `{name}` | {what} | {speakers} | {files} | {licence} |" for name, what, speakers, files, licence
+              in CORPORA]
+    lines += [
+        "",
+        "Speaker and file counts as `train.data.load_corpora` reads `../shared/data` (Indonesian speaker ids "
+        "from `speakers.csv`, a file it does not list counts as its own speaker; one byte-identical RAVDESS "
+        "duplicate dropped). Splits are by speaker (never by file or segment). The honest measure is accuracy on "
+        "speakers and corpora never seen in training: " + (
+            "see the leave-one-corpus-out metrics below." if has_loco else
+            "**this training run did not record leave-one-corpus-out (LOCO) metrics**, so the test-split numbers "
+            "below (held-out speakers of corpora seen in training) are likely optimistic for new recording "
+            "conditions."),
+        f"Training data manifest sha256: `{first.data_manifest_sha256 or 'n/a'}`. Training preset: "
+        f"`{first.preset or 'n/a'}`. Model version: `{first.model_version}`, created {first.created}.",
+        "",
+        "## Metrics (from training.json)",
+        "",
+        f"Decision threshold: {', '.join(f'{r.name} {r.record.threshold:.3f}' for r in floats)}.",
+        "",
+        *_metrics_sections(results),
+        "",
+        "## Features",
+        "",
+        f"{settings.sample_rate} Hz mono; {settings.window_seconds:g} s windows every "
+        f"{settings.window_hop_seconds:g} s; speech detection {'on' if settings.vad else 'off'}; noise reduction "
+        f"{'on' if settings.noise_reduction else 'off'}; RMS levelling to {settings.target_dbfs:g} dBFS, "
+        f"pre-emphasis {settings.pre_emphasis:g}; {settings.n_mfcc} MFCC (n_fft {settings.n_fft}, hop "
+        f"{settings.hop_length}, {settings.n_mels} mels), per-window `{settings.feature_norm}` normalisation. "
+        "The full settings are in each model's `gvd.feature_settings` metadata.",
+        "",
+        "## Known limits",
+        "",
+        "- Two labels only (male / female, the corpora's labels); the output is a property of the voice, not "
+        "of a person's gender identity. Children, elderly speakers, whispering, singing and voices outside the "
+        "training range were not in the data.",
+        "- Small data: about 150 speakers in three languages (Indonesian, English, Urdu). Accuracy on other "
+        "languages, microphones and rooms is unknown" + ("; the LOCO numbers show how much it drops on an unseen "
+                                                         "corpus." if has_loco else "."),
+        "- In the Indonesian recordings the codec is confounded with the label (all male files are mono AAC, "
+        "many female ones band-limited WhatsApp Opus), and in the Urdu `Angry` folder every speaker is male; "
+        "a model can partly learn codec or emotion instead of voice.",
+        "- Acted (RAVDESS) and broadcast (Urdu) emotional speech dominate the file count.",
+        "- Windows with less than the minimum speech are not judged; very short clips return `no_speech`.",
+        "",
+        "## Rebuild",
+        "",
+        "```",
+        "python -m train.release --data ../shared/data --out models   # trains, then runs gvd export:",
+        "gvd export --train-dir DIR --test-data ../shared/data --out models",
+        "#   DIR = the training output (<cell>/model.keras, training.json, parity_windows.npz);",
+        "#   --test-data adds the whole labelled test split (from the feature cache) to parity and int8 checks",
+        "python benchmarks/bench_export.py --train-dir DIR   # native vs tf2onnx timings",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(path: Path, results, default: str, train_dir: Path | None = None) -> Path:
+    path.write_text(card_text(results, default, train_dir))
+    return path

@@ -1,0 +1,105 @@
+"""A framework-free description of a trained gvd network: layer layout plus NumPy weights.
+
+Reading the Keras model once into this plain structure keeps the ONNX builder independent of Keras
+(and of tf2onnx), so the native export keeps working when those tools move; it also lets the
+builder be tested without TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+CELLS = ("lstm", "gru", "rnn")
+POOLINGS = ("last", "mean", "meanmax")
+
+
+@dataclass(frozen=True)
+class CellWeights:
+    """Weights of one direction of a recurrent layer, in Keras layout.
+
+    kernel: (inputs, G*units); recurrent: (units, G*units); bias: (G*units,) or, for a GRU with
+    reset_after, (2, 3*units) = [input bias, recurrent bias]. G = 4 (LSTM i,f,c,o), 3 (GRU z,r,h), 1 (RNN).
+    """
+
+    kernel: np.ndarray
+    recurrent: np.ndarray
+    bias: np.ndarray
+
+
+@dataclass(frozen=True)
+class RecurrentSpec:
+    cell: str
+    units: int
+    directions: tuple[CellWeights, ...]  # (forward,) or (forward, backward)
+    return_sequences: bool
+
+    @property
+    def bidirectional(self) -> bool:
+        return len(self.directions) == 2
+
+    @property
+    def output_size(self) -> int:
+        return self.units * len(self.directions)
+
+
+@dataclass(frozen=True)
+class DenseSpec:
+    kernel: np.ndarray  # (inputs, outputs)
+    bias: np.ndarray  # (outputs,)
+    activation: str  # "relu" | "sigmoid"
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    n_inputs: int
+    recurrent: tuple[RecurrentSpec, ...]
+    pooling: str
+    dense: tuple[DenseSpec, ...] = field(default_factory=tuple)
+
+    @property
+    def cell(self) -> str:
+        return self.recurrent[0].cell
+
+    def parameter_count(self) -> int:
+        arrays = [a for r in self.recurrent for d in r.directions for a in (d.kernel, d.recurrent, d.bias)]
+        arrays += [a for d in self.dense for a in (d.kernel, d.bias)]
+        return int(sum(a.size for a in arrays))
+
+    def validate(self) -> None:
+        """Check shapes and the layout the builder relies on; raise ValueError on the first problem."""
+        if not self.recurrent:
+            raise ValueError("the network has no recurrent layer")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        gates = {"lstm": 4, "gru": 3, "rnn": 1}
+        size = self.n_inputs
+        for index, layer in enumerate(self.recurrent):
+            if layer.cell not in CELLS:
+                raise ValueError(f"layer {index}: unknown cell {layer.cell!r}")
+            last = index == len(self.recurrent) - 1
+            wants_sequences = (not last) or self.pooling != "last"
+            if layer.return_sequences != wants_sequences:
+                raise ValueError(f"layer {index}: return_sequences={layer.return_sequences} does not fit "
+                                 f"pooling {self.pooling!r}")
+            g, h = gates[layer.cell], layer.units
+            for weights in layer.directions:
+                bias_shape = (2, 3 * h) if layer.cell == "gru" else (g * h,)
+                expected = {"kernel": (size, g * h), "recurrent": (h, g * h), "bias": bias_shape}
+                for name, shape in expected.items():
+                    actual = getattr(weights, name).shape
+                    if actual != shape:
+                        raise ValueError(f"layer {index} ({layer.cell}): {name} has shape {actual}, "
+                                         f"expected {shape}")
+            size = layer.output_size
+        size = size * 2 if self.pooling == "meanmax" else size
+        for index, dense in enumerate(self.dense):
+            if dense.kernel.shape[0] != size or dense.bias.shape != (dense.kernel.shape[1],):
+                raise ValueError(f"dense layer {index}: kernel {dense.kernel.shape} / bias {dense.bias.shape} "
+                                 f"do not follow an input of size {size}")
+            if dense.activation not in ("relu", "sigmoid"):
+                raise ValueError(f"dense layer {index}: unsupported activation {dense.activation!r}")
+            size = dense.kernel.shape[1]
+        if not self.dense or self.dense[-1].activation != "sigmoid" or size != 1:
+            raise ValueError("the network must end in a 1-unit sigmoid Dense layer")
