@@ -9,8 +9,17 @@ Typical use::
 
 from __future__ import annotations
 
+import os
+import sys
 from importlib import import_module
 from typing import Any
+
+# The feature path multiplies small matrices (an MFCC filter bank per window); OpenBLAS spreading them
+# over several cores made them 20x slower on a busy 2-core machine (measured), and the runtime runs one
+# window at a time anyway. Only effective when edge is imported before NumPy; users can still override.
+if "numpy" not in sys.modules:
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 from .errors import AudioError, GvdError, ModelError
 from .settings import DEFAULT_SETTINGS, ORIGINAL_SETTINGS, FeatureSettings
@@ -21,7 +30,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "Detector": ".detector",
     "Prediction": ".detector",
+    "Segment": ".detector",
     "StreamingDetector": ".stream",
+    "StreamEvent": ".stream",
+    "list_models": ".model",
 }
 
 
@@ -33,5 +45,5 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AudioError", "DEFAULT_SETTINGS", "Detector", "FeatureSettings", "GvdError", "ModelError",
-    "ORIGINAL_SETTINGS", "Prediction", "StreamingDetector", "__version__",
+    "ORIGINAL_SETTINGS", "Prediction", "Segment", "StreamEvent", "StreamingDetector", "__version__", "list_models",
 ]

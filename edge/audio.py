@@ -9,6 +9,7 @@ resampler. Long files are read in blocks, so memory stays bounded whatever their
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -202,29 +203,47 @@ def open_audio(path: str | os.PathLike, block_seconds: float = BLOCK_SECONDS) ->
     return _pyav_blocks(path)
 
 
-def iter_mono(path: str | os.PathLike, target_rate: int = 16000,
-              block_seconds: float = BLOCK_SECONDS) -> tuple[AudioInfo, Iterator[np.ndarray]]:
-    """Like :func:`open_audio`, but the blocks are mono float32 at ``target_rate``."""
+def iter_mono(path: str | os.PathLike, target_rate: int = 16000, block_seconds: float = BLOCK_SECONDS,
+              timings: dict[str, float] | None = None) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+    """Like :func:`open_audio`, but the blocks are mono float32 at ``target_rate``.
+
+    ``timings``, when given, accumulates seconds spent under "decode" and "resample".
+    """
+    tick = time.perf_counter()
     info, blocks = open_audio(path, block_seconds)
     if info.sample_rate <= 0:
         raise CorruptAudioError(f"{Path(path).name}: the file does not state a sample rate")
     resampler = _Resampler(info.sample_rate, target_rate)
 
+    def spent(stage: str, since: float) -> float:
+        now = time.perf_counter()
+        if timings is not None:
+            timings[stage] = timings.get(stage, 0.0) + now - since
+        return now
+
+    spent("decode", tick)
+
     def mono_blocks():
         total = 0
         pending: np.ndarray | None = None
+        tick = time.perf_counter()
         for block in blocks:
             _check_finite(block, Path(path).name)
             mono = _downmix(block)
             total += mono.size
+            tick = spent("decode", tick)
             if pending is not None:
                 out = resampler(pending)
+                tick = spent("resample", tick)
                 if out.size:
                     yield out
+                    tick = time.perf_counter()
             pending = mono
         if total == 0:
             raise EmptyAudioError(f"{Path(path).name}: the file holds no audio samples")
+        tick = time.perf_counter()
         out = resampler(pending, last=True)
+        spent("resample", tick)
         if out.size:
             yield out
 

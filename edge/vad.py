@@ -53,13 +53,18 @@ def speech_mask(y: np.ndarray, settings: FeatureSettings) -> np.ndarray:
     energy = frame_energy_db(frames)
     floor = np.percentile(energy, 10)
     loud = (energy > settings.vad_energy_dbfs) & (energy > floor + _FLOOR_MARGIN_DB)
-    voiced = loud & (frame_voicing(frames, settings.sample_rate) > settings.vad_voicing)
+    # Voicing (two FFTs per frame) only where it can matter: quiet frames are never speech. Same
+    # result as computing it everywhere (frames are independent); 2.5x faster on the bundled samples.
+    voiced = np.zeros(n_frames, dtype=bool)
+    if loud.any():
+        voiced[loud] = frame_voicing(frames[loud], settings.sample_rate) > settings.vad_voicing
     # Keep unvoiced consonants next to voiced frames, and drop isolated blips.
     frame_seconds = frame / settings.sample_rate
     hang = int(round(settings.vad_hangover_seconds / frame_seconds))
     if hang:
         kernel = np.ones(2 * hang + 1)
-        voiced = np.convolve(voiced.astype(float), kernel, mode="same") > 0
+        # "full" then crop: mode="same" returns len(kernel) values when there are fewer frames.
+        voiced = np.convolve(voiced.astype(float), kernel, mode="full")[hang : hang + n_frames] > 0
     voiced &= energy > settings.vad_energy_dbfs
     return _drop_short_regions(voiced, int(round(settings.vad_min_region_seconds / frame_seconds)))
 
@@ -76,11 +81,15 @@ def _drop_short_regions(mask: np.ndarray, min_frames: int) -> np.ndarray:
     return out
 
 
-def speech_samples(y: np.ndarray, settings: FeatureSettings) -> np.ndarray:
-    """The samples of ``y`` that lie in speech frames, joined; the whole signal when VAD is off."""
+def speech_samples(y: np.ndarray, settings: FeatureSettings, mask: np.ndarray | None = None) -> np.ndarray:
+    """The samples of ``y`` that lie in speech frames, joined; the whole signal when VAD is off.
+
+    ``mask`` is :func:`speech_mask` of ``y`` when the caller has already computed it.
+    """
     if not settings.vad:
         return np.asarray(y, dtype=np.float32)
-    mask = speech_mask(y, settings)
+    if mask is None:
+        mask = speech_mask(y, settings)
     if not mask.any():
         return np.zeros(0, dtype=np.float32)
     frame = settings.vad_frame_length

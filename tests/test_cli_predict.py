@@ -1,0 +1,194 @@
+"""`gvd predict` on good and bad inputs: every failure is specific, the others still get a result."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from edge.commands import models as models_command
+from edge.commands import predict
+from model_fixtures import (  # noqa: F401 - fixtures
+    REPO, SHIPPED_MANIFEST, fake_model, make_model, models_env, shipped_models, voice,
+)
+
+RATE = 16000
+
+
+def run(args, input=None):
+    return CliRunner().invoke(predict, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def records(result) -> dict[str, dict]:
+    return {r["path"]: r for r in map(json.loads, result.stdout.splitlines())}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """One file per kind of input, good and bad."""
+    d = tmp_path_factory.mktemp("inputs")
+    files = {}
+
+    def add(name, data=None, rate=RATE, **kw):
+        files[name] = d / name
+        if data is not None:
+            sf.write(files[name], data, rate, **kw)
+
+    add("voice.wav", voice(210, 4.0))
+    add("zeros.wav", np.zeros(3 * RATE, np.float32))
+    add("rate_8k.wav", voice(210, 4.0, 8000), 8000)
+    add("rate_192k.flac", voice(120, 4.0, 192000), 192000)
+    six = np.stack([voice(210, 4.0, 48000, seed=c) for c in range(6)], axis=1)
+    add("six_channels.wav", six, 48000)
+    add("short.wav", voice(210, 0.1))
+    nan = voice(210, 3.0)
+    nan[1000:1010] = np.nan
+    add("nan.wav", nan, subtype="FLOAT")
+    inf = voice(210, 3.0)
+    inf[500] = np.inf
+    add("inf.wav", inf, subtype="FLOAT")
+    add("empty.wav")
+    files["empty.wav"].write_bytes(b"")
+    add("text.wav")
+    files["text.wav"].write_text("this is a shopping list, not a recording\n" * 20)
+    add("corrupt.wav")
+    good = io.BytesIO()
+    sf.write(good, voice(210, 3.0), RATE, format="WAV")
+    raw = bytearray(good.getvalue())
+    raw[20:36] = b"\xff" * 16  # a WAV header whose format chunk is garbage
+    files["corrupt.wav"].write_bytes(bytes(raw))
+    return files
+
+
+def test_every_bad_input_gets_a_specific_error_and_the_rest_is_processed(fake_model, inputs):
+    result = run(["--json", "--model", fake_model, *inputs.values()])
+    assert result.exit_code == 1
+    out = records(result)
+    assert len(out) == len(inputs)
+    by_name = {k: out[str(v)] for k, v in inputs.items()}
+    expected_errors = {
+        "empty.wav": ("EmptyAudioError", "empty"),
+        "text.wav": ("NotAudioError", "not an audio file"),
+        "corrupt.wav": ("CorruptAudioError", "damaged"),
+        "short.wav": ("TooShortError", "too short"),
+        "nan.wav": ("InvalidSamplesError", "NaN or infinite"),
+        "inf.wav": ("InvalidSamplesError", "NaN or infinite"),
+    }
+    for name, (error_type, words) in expected_errors.items():
+        assert by_name[name]["error_type"] == error_type, by_name[name]
+        assert words in by_name[name]["error"] and name in by_name[name]["error"]
+    assert by_name["zeros.wav"]["label"] == "no_speech"
+    for name in ("voice.wav", "rate_8k.wav", "rate_192k.flac", "six_channels.wav"):
+        assert by_name[name]["label"] in ("female", "male"), by_name[name]
+        assert by_name[name]["duration"] == pytest.approx(4.0, abs=0.01)
+    assert f"{len(expected_errors)} of {len(inputs)} inputs failed" in result.stderr
+
+
+def test_json_fields(fake_model, inputs):
+    result = run(["--json", "--model", fake_model, inputs["voice.wav"]])
+    assert result.exit_code == 0
+    (record,) = records(result).values()
+    for key in ("path", "label", "p_female", "confidence", "model", "speech_seconds", "segments", "timings_ms"):
+        assert key in record
+    assert record["model"] == "fake_gru"
+    assert set(record["timings_ms"]) >= {"decode", "resample", "clean", "features", "inference"}
+    assert record["segments"][0]["start"] == 0.0
+
+
+def test_table_csv_and_indonesian_labels(fake_model, inputs):
+    table = run(["--model", fake_model, "--lang", "id", inputs["zeros.wav"], inputs["empty.wav"]])
+    assert "Tidak ada suara" in table.stdout and "error:" in table.stdout and table.exit_code == 1
+    rows = list(csv.DictReader(io.StringIO(run(["--csv", "--model", fake_model, inputs["voice.wav"],
+                                                   inputs["text.wav"]]).stdout)))
+    assert rows[0]["label"] in ("female", "male") and float(rows[0]["p_female"]) >= 0
+    assert rows[1]["label"] == "" and "not an audio file" in rows[1]["error"]
+    voice_json = records(run(["--json", "--lang", "id", "--model", fake_model, inputs["voice.wav"]]))
+    (record,) = voice_json.values()
+    assert record["label_text"] in ("Perempuan", "Laki-laki")
+
+
+def test_folders_are_searched_and_stdin_is_read(fake_model, inputs, tmp_path):
+    folder = tmp_path / "batch" / "nested"
+    folder.mkdir(parents=True)
+    shutil.copy(inputs["voice.wav"], folder / "a.wav")
+    shutil.copy(inputs["rate_8k.wav"], folder.parent / "b.WAV")
+    (folder / "notes.txt").write_text("ignored: not an audio extension")
+    out = records(run(["--json", "--model", fake_model, tmp_path / "batch"]))
+    assert sorted(out) == sorted([str(folder / "a.wav"), str(folder.parent / "b.WAV")])
+    piped = records(run(["--json", "--model", fake_model, "-"], input=inputs["voice.wav"].read_bytes()))
+    assert piped["-"]["p_female"] == pytest.approx(out[str(folder / "a.wav")]["p_female"])
+
+
+def test_jobs_give_the_same_results_in_order(fake_model, inputs):
+    files = [inputs["voice.wav"], inputs["empty.wav"], inputs["rate_8k.wav"], inputs["zeros.wav"]] * 3
+    one = run(["--json", "--model", fake_model, *files])
+    two = run(["--json", "--jobs", "2", "--progress", "--model", fake_model, *files])
+    strip = lambda r: [{k: v for k, v in json.loads(line).items() if k != "timings_ms"}  # noqa: E731
+                       for line in r.stdout.splitlines()]
+    assert strip(two) == strip(one)
+    assert two.exit_code == one.exit_code == 1
+    assert f"{len(files)}/{len(files)} files" in two.stderr  # the progress line
+
+
+def test_unsupported_codec_names_the_extra(fake_model, tmp_path, monkeypatch):
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg to make an m4a file")
+    wav, m4a = tmp_path / "v.wav", tmp_path / "v.m4a"
+    sf.write(wav, voice(200, 3.0), RATE)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(wav), "-c:a", "aac", str(m4a)], check=True)
+    assert records(run(["--json", "--model", fake_model, m4a]))[str(m4a)]["label"] != "no_speech"
+    monkeypatch.setitem(sys.modules, "av", None)  # as on the base install, without [formats]
+    record = records(run(["--json", "--model", fake_model, m4a]))[str(m4a)]
+    assert record["error_type"] == "UnsupportedFormatError" and "gvd[formats]" in record["error"]
+
+
+def test_model_problems_stop_before_any_input(tmp_path, inputs, models_env):
+    missing = run(["--model", tmp_path / "nope.onnx", inputs["voice.wav"]])
+    assert missing.exit_code == 1 and "no such model file" in missing.stderr
+    bare = run(["--model", make_model(tmp_path / "bare.onnx", with_metadata=False), inputs["voice.wav"]])
+    assert bare.exit_code == 1 and "not a gvd model" in bare.stderr
+    unknown = run(["--model", "tcn", inputs["voice.wav"]])
+    assert unknown.exit_code == 1 and "unknown model 'tcn'" in unknown.stderr
+    make_model(models_env / "gru.onnx", seed=42)  # swapped behind the manifest's back
+    swapped = run([inputs["voice.wav"]])
+    assert swapped.exit_code == 1 and "does not match models/manifest.json" in swapped.stderr
+
+
+def test_models_command(models_env):
+    result = CliRunner().invoke(models_command, [])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("* gru") for line in lines) and any(line.startswith("  lstm") for line in lines)
+    listed = [json.loads(line) for line in CliRunner().invoke(models_command, ["--json"]).stdout.splitlines()]
+    assert [(m["name"], m["default"]) for m in listed] == [("gru", True), ("lstm", False)]
+
+
+def test_models_command_without_models(tmp_path, monkeypatch):
+    from edge import model
+
+    monkeypatch.setattr(model, "candidate_dirs", lambda: [tmp_path])
+    result = CliRunner().invoke(models_command, [])
+    assert result.exit_code == 1 and "no shipped models" in result.stderr
+
+
+@shipped_models
+def test_gvd_models_and_predict_on_the_shipped_models():
+    manifest = json.loads(SHIPPED_MANIFEST.read_text())
+    out = subprocess.run([sys.executable, "-m", "edge", "models"], capture_output=True, text=True, check=True).stdout
+    for entry in manifest["models"]:
+        assert entry["name"] in out
+    assert f"* {manifest['default']}" in out
+    result = subprocess.run([sys.executable, "-m", "edge", "predict", "--json", str(REPO / "models" / "samples")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    labels = {json.loads(line)["path"].rsplit("/", 1)[-1]: json.loads(line)["label"] for line in result.stdout.splitlines()}
+    assert labels["room_noise_16k.flac"] == "no_speech"
+    assert labels["female_16k.flac"] == "female" and labels["male_16k.flac"] == "male"
