@@ -369,7 +369,9 @@ def test_one_hour_file_streams_in_bounded_memory(tmp_path, rng):
         assert abs(int(samples) - seconds * SR) <= 16
         assert 0.2 < float(peak) <= 1.0
     assert int(grown["stream"]) < decoded_bytes / 10, f"peak RSS grew by {int(grown['stream']) / 1e6:.0f} MB"
-    assert int(grown["keep"]) > decoded_bytes / 2  # the probe does see memory that is really held
+    # Control: the probe does see memory that is really held (a quarter, not all of it: on a busy host
+    # ru_maxrss of the control run was seen at 99 MB of the 230 MB held).
+    assert int(grown["keep"]) > decoded_bytes / 4
 
 
 def test_every_extension_is_routed(tmp_path):
