@@ -1,0 +1,64 @@
+"""Speaker-grouped splits and leave-one-corpus-out folds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from train.data import Recording, loco_folds, speaker_split
+
+
+def _corpus(name: str, speakers_per_label: int, files_per_speaker: int) -> list[Recording]:
+    recs = []
+    for label in ("female", "male"):
+        for s in range(speakers_per_label):
+            for f in range(files_per_speaker):
+                recs.append(Recording(Path(f"/x/{name}/{label}{s}_{f}.wav"), label, f"{label}{s}", name, f"{name}{label}{s}{f}"))
+    return recs
+
+
+def _speakers(recs):
+    return {r.group for r in recs}
+
+
+def test_split_is_speaker_disjoint_and_covers_everything():
+    recs = _corpus("a", 20, 3) + _corpus("b", 10, 5)
+    split = speaker_split(recs, (0.8, 0.1, 0.1), seed=3)
+    train, val, test = (_speakers(split[s]) for s in ("train", "val", "test"))
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert sum(len(v) for v in split.values()) == len(recs)
+    # Every side sees both genders of every corpus.
+    for side in ("train", "val", "test"):
+        assert {(r.corpus, r.label) for r in split[side]} == {("a", "female"), ("a", "male"), ("b", "female"), ("b", "male")}
+    assert len(train) == 2 * 16 + 2 * 8
+
+
+def test_split_is_deterministic_per_seed():
+    recs = _corpus("a", 20, 2)
+    first = speaker_split(recs, seed=7)
+    again = speaker_split(list(reversed(recs)), seed=7)
+    other = speaker_split(recs, seed=8)
+    assert _speakers(first["test"]) == _speakers(again["test"])
+    assert _speakers(first["test"]) != _speakers(other["test"])
+
+
+def test_split_rejects_bad_fractions():
+    with pytest.raises(ValueError, match="sum"):
+        speaker_split(_corpus("a", 3, 1), (0.5, 0.1, 0.1))
+
+
+def test_loco_holds_out_each_corpus_entirely():
+    recs = _corpus("a", 10, 2) + _corpus("b", 10, 2) + _corpus("c", 5, 2)
+    folds = loco_folds(recs, val_fraction=0.1, seed=0)
+    assert [f["held_out"] for f in folds] == ["a", "b", "c"]
+    for fold in folds:
+        assert {r.corpus for r in fold["test"]} == {fold["held_out"]}
+        assert fold["held_out"] not in {r.corpus for r in fold["train"] + fold["val"]}
+        assert not _speakers(fold["train"]) & _speakers(fold["val"])
+        assert len(fold["test"]) == sum(r.corpus == fold["held_out"] for r in recs)
+
+
+def test_loco_needs_two_corpora():
+    with pytest.raises(ValueError, match="two corpora"):
+        loco_folds(_corpus("a", 4, 1))

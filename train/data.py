@@ -1,0 +1,307 @@
+"""Labelled corpora, duplicate handling, and splits that never put one speaker on both sides.
+
+A corpus is a list of :class:`Recording` (file, label, speaker, corpus). Three adapters read the
+shared corpora (speaker and label from their naming), and :func:`load_folder` reads any
+``<root>/<label>/**`` folder (labels female/male or cewe/cowo, optional ``speakers.csv`` with
+``file,label,speaker``). Exact duplicates (same bytes) are dropped; recordings known to be the same
+audio in two formats are merged into one speaker group so a split can never separate them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from edge.audio import AUDIO_EXTENSIONS
+
+LABELS = ("male", "female")
+LABEL_ALIASES = {"female": "female", "male": "male", "cewe": "female", "cowo": "male", "f": "female", "m": "male"}
+SHARED_CORPORA = ("indonesian", "ravdess", "urdu")
+SPLITS = ("train", "val", "test")
+
+
+class DataError(ValueError):
+    """A corpus folder or its speakers.csv cannot be read as labelled recordings."""
+
+
+@dataclass(frozen=True)
+class Recording:
+    path: Path
+    label: str  # "female" | "male"
+    speaker: str  # unique within its corpus
+    corpus: str
+    sha256: str = ""
+
+    @property
+    def y(self) -> int:
+        """1 for female (the model's positive class, ``p_female``), 0 for male."""
+        return int(self.label == "female")
+
+    @property
+    def format(self) -> str:
+        return self.path.suffix.lower().lstrip(".")
+
+    @property
+    def group(self) -> str:
+        """The unit of every split: one speaker of one corpus."""
+        return f"{self.corpus}/{self.speaker}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.corpus}/{self.path.name}"
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def normalise_label(name: str) -> str:
+    label = LABEL_ALIASES.get(name.strip().lower())
+    if label is None:
+        raise DataError(f"unknown label {name!r}; expected one of {sorted(LABEL_ALIASES)}")
+    return label
+
+
+def _read_speakers_csv(root: Path) -> dict[str, tuple[str, str]]:
+    """``file -> (label, speaker)`` from ``<root>/speakers.csv``; file paths relative to root."""
+    path = root / "speakers.csv"
+    if not path.is_file():
+        return {}
+    table: dict[str, tuple[str, str]] = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"file", "label", "speaker"} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}; need file,label,speaker")
+        for line, row in enumerate(reader, start=2):
+            if not row["file"] or not row["speaker"]:
+                raise DataError(f"{path}:{line}: empty file or speaker")
+            table[row["file"].strip().replace("\\", "/")] = (normalise_label(row["label"]), row["speaker"].strip())
+    return table
+
+
+def load_folder(root: str | Path, corpus: str | None = None) -> list[Recording]:
+    """``<root>/<label>/**`` with label folders female/male or cewe/cowo; speakers from speakers.csv.
+
+    A file that speakers.csv does not list is its own speaker (the cautious choice: it can only
+    make the split stricter). A label in speakers.csv that contradicts the folder is an error.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
+    corpus = corpus or root.name
+    speakers = _read_speakers_csv(root)
+    recordings = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if folder.name.lower() not in LABEL_ALIASES:
+            continue
+        label = normalise_label(folder.name)
+        for path in _audio_files(folder):
+            rel = path.relative_to(root).as_posix()
+            listed_label, speaker = speakers.get(rel, (label, f"file:{rel}"))
+            if listed_label != label:
+                raise DataError(f"{root / 'speakers.csv'}: {rel} is labelled {listed_label} but lies in {folder.name}/")
+            recordings.append(Recording(path, label, speaker, corpus))
+    if not recordings:
+        raise DataError(f"{root}: no audio under label folders ({'/'.join(sorted(LABEL_ALIASES))})")
+    return recordings
+
+
+def load_indonesian(root: str | Path) -> list[Recording]:
+    """cewe/ and cowo/ with speakers.csv (several files of one speaker share an id)."""
+    return load_folder(root, corpus="indonesian")
+
+
+_RAVDESS = re.compile(r"^\d\d-\d\d-\d\d-\d\d-\d\d-\d\d-(\d\d)$")
+
+
+def load_ravdess(root: str | Path) -> list[Recording]:
+    """Actor_NN/*.flac; the actor is the last field of the name: odd = male, even = female."""
+    root = Path(root)
+    recordings = []
+    for path in _audio_files(root):
+        match = _RAVDESS.match(path.stem)
+        if not match:
+            raise DataError(f"{path}: not a RAVDESS name (NN-NN-NN-NN-NN-NN-AA)")
+        actor = int(match.group(1))
+        recordings.append(Recording(path, "male" if actor % 2 else "female", f"actor{actor:02d}", "ravdess"))
+    if not recordings:
+        raise DataError(f"{root}: no RAVDESS recordings")
+    return recordings
+
+
+_URDU = re.compile(r"^S([MF])(\d+)_", re.IGNORECASE)
+
+
+def load_urdu(root: str | Path) -> list[Recording]:
+    """<Emotion>/S{M,F}<n>_...: SM = male, SF = female, the speaker is the first field."""
+    root = Path(root)
+    recordings = []
+    for path in _audio_files(root):
+        match = _URDU.match(path.name)
+        if not match:
+            raise DataError(f"{path}: not an URDU-Dataset name (SM1_..., SF3_...)")
+        sex, number = match.group(1).upper(), int(match.group(2))
+        recordings.append(Recording(path, "male" if sex == "M" else "female", f"S{sex}{number}", "urdu"))
+    if not recordings:
+        raise DataError(f"{root}: no URDU-Dataset recordings")
+    return recordings
+
+
+ADAPTERS = {"indonesian": load_indonesian, "ravdess": load_ravdess, "urdu": load_urdu}
+
+
+def load_path(path: str | Path) -> list[Recording]:
+    """One ``--data`` argument: the shared root (its three corpora), a shared corpus, or a label folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"{path}: no such folder")
+    children = {p.name for p in path.iterdir() if p.is_dir()}
+    if children & set(SHARED_CORPORA) and not children & set(LABEL_ALIASES):
+        recordings = []
+        for name in SHARED_CORPORA:
+            if name in children:
+                recordings += ADAPTERS[name](path / name)
+        return recordings
+    if path.name in ADAPTERS:
+        return ADAPTERS[path.name](path)
+    return load_folder(path)
+
+
+def dedupe(recordings: Iterable[Recording]) -> tuple[list[Recording], list[tuple[Recording, Recording]]]:
+    """Hash every file; keep the first of each set of byte-identical files.
+
+    Returns the kept recordings (with ``sha256`` filled in) and the dropped (duplicate, kept) pairs.
+    """
+    kept: dict[str, Recording] = {}
+    dropped = []
+    for rec in recordings:
+        digest = rec.sha256 or file_sha256(rec.path)
+        rec = replace(rec, sha256=digest)
+        if digest in kept:
+            dropped.append((rec, kept[digest]))
+            continue
+        kept[digest] = rec
+    return list(kept.values()), dropped
+
+
+def load_corpora(paths: Sequence[str | Path]) -> tuple[list[Recording], list[tuple[Recording, Recording]]]:
+    """Every ``--data`` path, merged and de-duplicated by content hash."""
+    recordings: list[Recording] = []
+    for path in paths:
+        recordings += load_path(path)
+    return dedupe(recordings)
+
+
+def merge_groups(recordings: Sequence[Recording], same_audio: Iterable[tuple[str, str]]) -> list[Recording]:
+    """Give recordings that hold the same audio (pairs of ``Recording.key``) one speaker id.
+
+    Used for near-duplicates found after decoding (the same recording in two formats), so that a
+    speaker split keeps them on one side.
+    """
+    by_key = {rec.key: rec for rec in recordings}
+    parent: dict[str, str] = {}
+
+    def find(group: str) -> str:
+        while parent.get(group, group) != group:
+            group = parent[group]
+        return group
+
+    for a, b in same_audio:
+        if a in by_key and b in by_key and by_key[a].corpus == by_key[b].corpus:
+            ra, rb = find(by_key[a].group), find(by_key[b].group)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    out = []
+    for rec in recordings:
+        root = find(rec.group)
+        out.append(rec if root == rec.group else replace(rec, speaker=root.split("/", 1)[1]))
+    return out
+
+
+def manifest(recordings: Sequence[Recording]) -> list[dict]:
+    """The data manifest: one row per file with its hash, label, speaker and corpus."""
+    return [
+        {"corpus": r.corpus, "file": r.path.name, "path": str(r.path), "sha256": r.sha256, "label": r.label,
+         "speaker": r.speaker}
+        for r in sorted(recordings, key=lambda r: (r.corpus, str(r.path)))
+    ]
+
+
+def manifest_sha256(recordings: Sequence[Recording]) -> str:
+    """One hash for the whole training set: the sorted (corpus, file hash, label) rows."""
+    rows = sorted(f"{r.corpus}\t{r.sha256}\t{r.label}" for r in recordings)
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
+def speaker_split(
+    recordings: Sequence[Recording],
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> dict[str, list[Recording]]:
+    """Split by speaker, per corpus and label, so every side sees both genders of every corpus.
+
+    Speakers (never files or windows) are shuffled with ``seed`` and dealt out by fraction; each
+    side that has a non-zero fraction gets at least one speaker of a (corpus, label) stratum
+    when the stratum has enough speakers.
+    """
+    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    strata: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for rec in recordings:
+        strata[(rec.corpus, rec.label)].add(rec.group)
+    side_of: dict[str, str] = {}
+    rng = random.Random(seed)
+    for stratum in sorted(strata):
+        groups = sorted(strata[stratum])
+        rng.shuffle(groups)
+        n = len(groups)
+        n_val = round(n * fractions[1])
+        n_test = round(n * fractions[2])
+        # Small strata: still give val/test one speaker each if the fraction asks for any.
+        if fractions[1] > 0 and n_val == 0 and n >= 3:
+            n_val = 1
+        if fractions[2] > 0 and n_test == 0 and n >= 3:
+            n_test = 1
+        n_train = n - n_val - n_test
+        for i, group in enumerate(groups):
+            side_of[group] = "train" if i < n_train else "val" if i < n_train + n_val else "test"
+    out: dict[str, list[Recording]] = {side: [] for side in SPLITS}
+    for rec in recordings:
+        out[side_of[rec.group]].append(rec)
+    return out
+
+
+def loco_folds(recordings: Sequence[Recording], val_fraction: float = 0.1, seed: int = 0) -> list[dict]:
+    """Leave-one-corpus-out: for each corpus, train (and validate) on the others, test on it.
+
+    Validation speakers come from the training corpora only; the held-out corpus is never seen.
+    """
+    corpora = sorted({r.corpus for r in recordings})
+    if len(corpora) < 2:
+        raise ValueError("leave-one-corpus-out needs at least two corpora")
+    folds = []
+    for held_out in corpora:
+        rest = [r for r in recordings if r.corpus != held_out]
+        split = speaker_split(rest, (1.0 - val_fraction, val_fraction, 0.0), seed=seed)
+        folds.append({
+            "held_out": held_out,
+            "train": split["train"],
+            "val": split["val"],
+            "test": [r for r in recordings if r.corpus == held_out],
+        })
+    return folds

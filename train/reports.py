@@ -1,0 +1,218 @@
+"""Run reports: metrics.json, classification report, confusion matrix, ROC, training curves, LOCO table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .evaluate import ClipScores
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n", encoding="utf-8")
+
+
+def _json_default(value: Any):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def classification_report_text(scores: ClipScores, threshold: float) -> str:
+    from sklearn.metrics import classification_report
+
+    speech = scores.subset(scores.has_speech)
+    if not len(speech.recordings):
+        return "no clip had speech\n"
+    pred = (speech.p_female >= threshold).astype(int)
+    text = classification_report(speech.y, pred, labels=[0, 1], target_names=["male", "female"], digits=4,
+                                 zero_division=0)
+    return (f"clip-level (windows aggregated as the runtime does), threshold {threshold:.3f}\n"
+            f"clips without speech (not scored): {int((~scores.has_speech).sum())}\n\n{text}")
+
+
+def confusion_png(path: Path, scores: ClipScores, threshold: float, title: str) -> None:
+    from sklearn.metrics import confusion_matrix
+
+    plt = _plt()
+    speech = scores.subset(scores.has_speech)
+    matrix = confusion_matrix(speech.y, (speech.p_female >= threshold).astype(int), labels=[0, 1])
+    fig, ax = plt.subplots(figsize=(4, 3.6))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center", color="black")
+    ax.set_xticks([0, 1], ["male", "female"])
+    ax.set_yticks([0, 1], ["male", "female"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def roc_png(path: Path, curves: dict[str, ClipScores], title: str) -> None:
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    for name, scores in curves.items():
+        speech = scores.subset(scores.has_speech)
+        if len(np.unique(speech.y)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(speech.y, speech.p_female)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(speech.y, speech.p_female):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+    ax.set_xlabel("false female rate")
+    ax.set_ylabel("true female rate")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def curves_png(path: Path, histories: dict[str, dict[str, list[float]]], title: str) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for name, history in histories.items():
+        epochs = np.arange(1, len(history.get("loss", [])) + 1)
+        axes[0].plot(epochs, history["loss"], label=f"{name} train")
+        axes[0].plot(epochs, history["val_loss"], "--", label=f"{name} val")
+        axes[1].plot(epochs, history["accuracy"], label=f"{name} train")
+        axes[1].plot(epochs, history["val_accuracy"], "--", label=f"{name} val")
+    axes[0].set_title("loss (window level)", fontsize=9)
+    axes[1].set_title("accuracy (window level)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None or not np.isfinite(value) else f"{100 * value:.1f} %"
+
+
+def loco_table(results: dict[str, dict[str, dict[str, dict]]]) -> tuple[str, dict]:
+    """Markdown and JSON of clip accuracy per preset, cell and held-out corpus.
+
+    ``results[preset][cell][held_out]`` is a metrics dict from :func:`train.evaluate.evaluate`.
+    """
+    corpora = sorted({c for cells in results.values() for folds in cells.values() for c in folds})
+    lines = ["| preset | cell | " + " | ".join(f"held-out {c}" for c in corpora) + " | mean | Indonesian AAC / MP3 / Opus |",
+             "|---|---|" + "---|" * len(corpora) + "---|---|"]
+    table: dict = {}
+    for preset_name, cells in results.items():
+        for cell, folds in cells.items():
+            accs = [folds.get(c, {}).get("accuracy") for c in corpora]
+            fmt = folds.get("indonesian", {}).get("indonesian_per_format", {})
+            fmt_text = " / ".join(_pct(fmt.get(k, {}).get("accuracy")) for k in ("aac", "mp3", "opus"))
+            valid = [a for a in accs if a is not None]
+            mean = float(np.mean(valid)) if valid else None
+            lines.append(f"| {preset_name} | {cell} | " + " | ".join(_pct(a) for a in accs)
+                         + f" | {_pct(mean)} | {fmt_text} |")
+            table.setdefault(preset_name, {})[cell] = {
+                "clip_accuracy": {c: a for c, a in zip(corpora, accs)},
+                "mean": mean,
+                "auc": {c: folds.get(c, {}).get("roc_auc") for c in corpora},
+                "indonesian_per_format": {k: v.get("accuracy") for k, v in fmt.items()},
+                "n_clips": {c: folds.get(c, {}).get("n_clips") for c in corpora},
+            }
+    return "\n".join(lines) + "\n", table
+
+
+def write_cell_report(folder: Path, cell: str, metrics: dict, scores: ClipScores, threshold: float,
+                      histories: dict[str, dict[str, list[float]]], loco_scores: dict[str, ClipScores],
+                      loco_md: str | None, loco_json: dict | None) -> Path:
+    """Everything a reader needs to judge one trained cell, in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "metrics.json", metrics)
+    (folder / "classification_report.txt").write_text(classification_report_text(scores, threshold), encoding="utf-8")
+    confusion_png(folder / "confusion_matrix.png", scores, threshold, f"{cell}: held-out speakers (test split)")
+    roc_png(folder / "roc_curve.png", {"test split": scores, **{f"LOCO {k}": v for k, v in loco_scores.items()}},
+            f"{cell}: clip-level ROC")
+    curves_png(folder / "training_curves.png", histories, f"{cell}: training curves")
+    if loco_md is not None:
+        (folder / "loco.md").write_text(loco_md, encoding="utf-8")
+        write_json(folder / "loco.json", loco_json)
+    return folder
+
+
+def _flatten_numbers(prefix: str, value: Any, out: dict[str, float]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten_numbers(f"{prefix}.{key}" if prefix else str(key), inner, out)
+    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        if np.isfinite(value):
+            out[prefix] = float(value)
+
+
+def log_mlflow(config, summary: dict, recordings, report_dirs: dict[str, Path], out_dir: Path | None,
+               cells) -> str:
+    """One MLflow run per ``gvd train``: params, clip metrics, reports, data manifest and models.
+
+    Local ``./mlruns`` file store unless MLFLOW_TRACKING_URI (and _USERNAME/_PASSWORD) say otherwise.
+    """
+    import os
+    import tempfile
+
+    from edge.errors import require
+
+    from .data import manifest
+
+    mlflow = require("mlflow", "train", "experiment tracking")
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        # MLflow 3.x keeps the file store only behind this opt-in; a local ./mlruns needs no server.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        mlflow.set_tracking_uri(Path("mlruns").resolve().as_uri())
+    mlflow.set_experiment("gvd")
+    with mlflow.start_run(run_name=f"{config.preset}-{summary['created']}") as active:
+        params = {k: str(v)[:500] for k, v in config.params().items()}
+        params["data.manifest_sha256"] = summary["manifest_sha256"]
+        params["cells"] = ",".join(cells)
+        mlflow.log_params(params)
+        numbers: dict[str, float] = {}
+        for cell, metrics in summary.get("cells", {}).items():
+            _flatten_numbers(cell, {k: v for k, v in metrics.items() if k != "confusion"}, numbers)
+        _flatten_numbers("loco_table", summary.get("loco", {}), numbers)
+        _flatten_numbers("seconds", summary.get("train_seconds", {}), numbers)
+        numbers["seconds.wall"] = float(summary.get("wall_seconds", 0.0))
+        numbers = {k.replace("/", "_"): v for k, v in numbers.items() if "confusion" not in k}
+        mlflow.log_metrics(numbers)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "data_manifest.json"
+            write_json(path, manifest(recordings))
+            mlflow.log_artifact(str(path))
+            path = Path(tmp) / "run_summary.json"
+            write_json(path, summary)
+            mlflow.log_artifact(str(path))
+        for name, folder in report_dirs.items():
+            mlflow.log_artifacts(str(folder), artifact_path=f"reports/{name}")
+        if out_dir is not None:
+            for cell in cells:
+                for file in ("model.keras", "training.json"):
+                    if (out_dir / cell / file).exists():
+                        mlflow.log_artifact(str(out_dir / cell / file), artifact_path=f"models/{cell}")
+        return active.info.run_id

@@ -1,0 +1,427 @@
+"""Training: batches of equal-length windows, early stopping on held-out speakers, the full run.
+
+Batches: windows come in many lengths (short clips, partly silent windows). A batch is cropped to
+one length (the batch minimum, or a random target between ``crop_min_frames`` and
+``crop_max_frames`` when the recipe asks for crops) so no padding or masking is ever needed and the
+exported model keeps a dynamic time axis. Crops are re-normalised with the runtime's own
+:func:`edge.features.normalize_features`, so a crop looks like the runtime's input for a clip of
+that length.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from edge.features import normalize_features
+
+from .config import TrainConfig
+from .data import Recording
+from .dataset import Windows
+
+LENGTH_STEP = 4  # crop lengths are multiples of this many frames (fewer distinct shapes to trace)
+
+
+def configure_tensorflow(threads: int, seed: int) -> None:
+    """Quiet, deterministic-ish TensorFlow on a small shared CPU. Call before building a model."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # already initialised in this process: the first setting stays
+    keras.utils.set_random_seed(seed)
+
+
+@dataclass
+class TrainSet:
+    """Windows with their label and (corpus, label) stratum."""
+
+    windows: Windows
+    y: np.ndarray
+    strata: np.ndarray
+
+    @classmethod
+    def build(cls, windows: Windows, recordings: Sequence[Recording], indices: Sequence[int],
+              variants: bool = True) -> "TrainSet":
+        wanted = set(indices)
+        mask = np.array([r in wanted and (variants or v == 0) for r, v in zip(windows.recording, windows.variant)],
+                        dtype=bool)
+        subset = windows.select(mask) if len(windows) else windows
+        y = np.array([recordings[r].y for r in subset.recording], dtype=np.float32)
+        names = [f"{recordings[r].corpus}/{recordings[r].label}" for r in subset.recording]
+        _, strata = np.unique(np.array(names, dtype=object), return_inverse=True) if names else ([], np.zeros(0, int))
+        return cls(subset, y, np.asarray(strata, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+
+class BatchMaker:
+    """Yields (x, y) batches of one length, following the recipe's sampling and cropping."""
+
+    def __init__(self, data: TrainSet, config: TrainConfig, rng: np.random.Generator):
+        if not len(data):
+            raise ValueError("no training windows: every training recording was silent or failed to decode")
+        self.data, self.config, self.rng = data, config, rng
+        self.lengths = data.windows.lengths
+        if config.balance:
+            counts = np.bincount(data.strata)
+            weights = 1.0 / counts[data.strata]
+            self.p = weights / weights.sum()
+        else:
+            self.p = None
+
+    def steps(self) -> int:
+        if self.config.steps_per_epoch:
+            return self.config.steps_per_epoch
+        return int(np.ceil(len(self.data) / self.config.batch_size))
+
+    def epoch(self):
+        """One epoch of batches."""
+        size = self.config.batch_size
+        if self.config.balance or self.config.steps_per_epoch:
+            for _ in range(self.steps()):
+                yield self._batch(self.rng.choice(len(self.data), size=size, replace=True, p=self.p))
+            return
+        # Plain pass over shuffled windows; neighbours in length share a batch (little cropping).
+        order = self.rng.permutation(len(self.data))
+        pool = size * 16
+        batches = []
+        for start in range(0, order.size, pool):
+            chunk = order[start : start + pool]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + size] for i in range(0, chunk.size, size)]
+        for b in self.rng.permutation(len(batches)):
+            yield self._batch(batches[b])
+
+    def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        shortest = int(self.lengths[idx].min())
+        length = shortest
+        crop = self.config.crop_max_frames > 0
+        if crop:
+            target = int(self.rng.integers(self.config.crop_min_frames, self.config.crop_max_frames + 1))
+            length = max(1, min(shortest, target))
+            if length > LENGTH_STEP:
+                length -= length % LENGTH_STEP
+        x = np.empty((idx.size, length, self.data.windows.features[idx[0]].shape[1]), dtype=np.float32)
+        for row, i in enumerate(idx):
+            feats = self.data.windows.features[i]
+            offset = int(self.rng.integers(0, feats.shape[0] - length + 1))
+            window = feats[offset : offset + length]
+            if crop and length < feats.shape[0]:
+                window = normalize_features(window, self.config.features.feature_norm)
+            x[row] = window
+        return x, self.data.y[idx]
+
+
+def _bce(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def validation_loss(model, data: TrainSet, balance: bool) -> tuple[float, float]:
+    """(loss, window accuracy) on clean validation windows; per-stratum mean when balancing."""
+    from .evaluate import predict_windows
+
+    if not len(data):
+        return float("nan"), float("nan")
+    p = predict_windows(model, data.windows)
+    losses = _bce(data.y, p)
+    correct = ((p >= 0.5) == (data.y >= 0.5)).astype(float)
+    if balance:
+        strata = np.unique(data.strata)
+        return (float(np.mean([losses[data.strata == s].mean() for s in strata])),
+                float(np.mean([correct[data.strata == s].mean() for s in strata])))
+    return float(losses.mean()), float(correct.mean())
+
+
+@dataclass
+class FitResult:
+    model: object
+    history: dict[str, list[float]] = field(default_factory=dict)
+    best_epoch: int = 0
+    seconds: float = 0.0
+    weight_bytes: int = 0
+
+
+def fit(config: TrainConfig, cell: str, train: TrainSet, val: TrainSet, progress: bool = True,
+        label: str = "") -> FitResult:
+    """Train one cell; early stopping on validation loss with the best weights restored."""
+    import keras
+    from tqdm.auto import tqdm
+
+    from .models import build_model, weight_bytes
+
+    configure_tensorflow(config.threads, config.seed)
+    model = build_model(config.model_config(cell))
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    rng = np.random.default_rng(config.seed)
+    batches = BatchMaker(train, config, rng)
+    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    best, best_epoch, best_weights, waited = np.inf, 0, model.get_weights(), 0
+    started = time.perf_counter()
+    bar = tqdm(range(config.epochs), desc=f"{label or cell}", unit="epoch", disable=not progress)
+    for epoch in bar:
+        losses, accs = [], []
+        for x, y in batches.epoch():
+            loss, acc = model.train_on_batch(x, y)[:2]
+            losses.append(float(loss))
+            accs.append(float(acc))
+        val_loss, val_acc = validation_loss(model, val, config.balance)
+        for key, value in zip(history, (np.mean(losses), np.mean(accs), val_loss, val_acc)):
+            history[key].append(float(value))
+        bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+        score = val_loss if np.isfinite(val_loss) else np.mean(losses)
+        if score < best - 1e-4:
+            best, best_epoch, best_weights, waited = score, epoch, model.get_weights(), 0
+        else:
+            waited += 1
+            if waited >= config.patience:
+                break
+    bar.close()
+    model.set_weights(best_weights)
+    return FitResult(model, history, best_epoch, time.perf_counter() - started, weight_bytes(model))
+
+
+# --------------------------------------------------------------------------------------------
+# A full run: data -> features -> (LOCO) -> final models -> reports -> MLflow
+
+
+@dataclass
+class RunOptions:
+    data: list[str]
+    out: str | None = None
+    cells: tuple[str, ...] = ("lstm", "gru", "rnn")
+    loco: bool = False
+    baseline: bool = False  # also run the original recipe's LOCO, for the side-by-side table
+    final: bool = True  # train the deliverable models on the speaker split of all data
+    mlflow: bool = True
+    cache_dir: str | None = None
+    reports_dir: str = "reports"
+    parity_windows: int = 200
+    progress: bool = True
+
+
+@dataclass
+class Prepared:
+    recordings: list[Recording]
+    windows: Windows
+    manifest_sha256: str
+    same_audio: list[tuple[str, str]]
+    dropped: list[tuple[str, str]]
+    failed: list[str]
+    extract_seconds: float
+
+
+def prepare(config: TrainConfig, options: RunOptions) -> Prepared:
+    """Load, de-duplicate, extract (cached) and merge speakers of same-audio recordings."""
+    from .data import load_corpora, manifest_sha256, merge_groups
+    from .dataset import extract, find_same_audio
+
+    started = time.perf_counter()
+    recordings, dropped = load_corpora(options.data)
+    result = extract(recordings, config.features, config.augment, config.augment.variants, seed=config.seed,
+                     cache_dir=options.cache_dir, workers=config.workers, progress=options.progress)
+    same_audio = find_same_audio(recordings, result.envelopes)
+    recordings = merge_groups(recordings, same_audio)
+    return Prepared(recordings, result.windows, manifest_sha256(recordings), same_audio,
+                    [(a.key, b.key) for a, b in dropped], result.failed, time.perf_counter() - started)
+
+
+def _indices(recordings: Sequence[Recording], subset: Sequence[Recording]) -> list[int]:
+    where = {rec.key: i for i, rec in enumerate(recordings)}
+    return [where[rec.key] for rec in subset]
+
+
+def run_loco(config: TrainConfig, prepared: Prepared, cells: Sequence[str], progress: bool = True) -> dict:
+    """Leave-one-corpus-out for every cell: ``{cell: {held_out: (metrics, scores, fit)}}``."""
+    from .data import loco_folds
+    from .evaluate import evaluate
+
+    recs, windows = prepared.recordings, prepared.windows
+    out: dict = {cell: {} for cell in cells}
+    for fold in loco_folds(recs, val_fraction=config.split[1] / max(1e-9, config.split[0] + config.split[1]),
+                           seed=config.seed):
+        train = TrainSet.build(windows, recs, _indices(recs, fold["train"]))
+        val = TrainSet.build(windows, recs, _indices(recs, fold["val"]), variants=False)
+        for cell in cells:
+            result = fit(config, cell, train, val, progress, label=f"{config.preset} {cell} -{fold['held_out']}")
+            metrics, scores = evaluate(result.model, recs, windows, _indices(recs, fold["test"]))
+            metrics["train_seconds"] = result.seconds
+            metrics["epochs"] = len(result.history["loss"])
+            out[cell][fold["held_out"]] = (metrics, scores, result)
+            _free(result)
+    return out
+
+
+def _free(result: FitResult) -> None:
+    import keras
+
+    result.model = None
+    keras.backend.clear_session()
+
+
+def _parity_sample(windows: Windows, indices: Sequence[int], count: int, seed: int) -> dict[str, np.ndarray]:
+    """~count real clean test windows spread over their lengths, for the exporter's parity check."""
+    wanted = set(indices)
+    candidates = np.array([i for i, (r, v) in enumerate(zip(windows.recording, windows.variant))
+                           if r in wanted and v == 0], dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    if candidates.size == 0:
+        return {}
+    lengths = windows.lengths[candidates]
+    order = candidates[np.argsort(lengths + rng.random(lengths.size), kind="stable")]
+    pick = order[np.linspace(0, order.size - 1, min(count, order.size)).astype(int)]
+    out = {}
+    for k, i in enumerate(pick):
+        feats = windows.features[i]
+        if k % 3 == 1 and feats.shape[0] > 20:  # some shorter crops too, as the runtime sees for short clips
+            feats = feats[: int(rng.integers(16, feats.shape[0]))]
+        out[f"features_{k}"] = np.ascontiguousarray(feats, dtype=np.float32)
+    return out
+
+
+def _training_json(config: TrainConfig, cell: str, metrics: dict, manifest_sha: str, created: str) -> dict:
+    from .config import LICENSE
+
+    return {
+        "cell": cell,
+        "model_config": config.model_config(cell).to_dict(),
+        "feature_settings": config.features.to_dict(),
+        "threshold": 0.5,
+        "metrics": metrics,
+        "data_manifest_sha256": manifest_sha,
+        "license": LICENSE,
+        "created": created,
+        "model_version": f"{created[:10].replace('-', '.')}-{config.preset}-{manifest_sha[:8]}",
+        "preset": config.preset,
+        "train_config": config.to_dict(),
+    }
+
+
+def _summary_metrics(metrics: dict) -> dict:
+    """The compact metrics that travel into the model's metadata."""
+    keys = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "eer", "eer_threshold",
+            "n_clips")
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
+def run(config: TrainConfig, options: RunOptions) -> dict:
+    """The whole of ``gvd train``. Returns the summary that is also written to disk."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from .data import manifest, speaker_split
+    from .evaluate import evaluate
+    from .reports import loco_table, write_cell_report, write_json
+
+    started = time.perf_counter()
+    created = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    stamp = created.replace("-", "").replace(":", "")
+    prepared = prepare(config, options)
+    recs = prepared.recordings
+    summary: dict = {
+        "preset": config.preset, "created": created, "n_recordings": len(recs),
+        "corpora": sorted({r.corpus for r in recs}), "duplicates_dropped": prepared.dropped,
+        "same_audio_merged": prepared.same_audio, "failed": prepared.failed,
+        "extract_seconds": prepared.extract_seconds, "manifest_sha256": prepared.manifest_sha256,
+        "cells": {}, "train_seconds": {},
+    }
+    out_dir = Path(options.out) if options.out else None
+    reports_root = Path(options.reports_dir)
+    split = speaker_split(recs, config.split, seed=config.seed)
+    test_idx = _indices(recs, split["test"])
+    final: dict = {}
+    if options.final:
+        train = TrainSet.build(prepared.windows, recs, _indices(recs, split["train"]))
+        val = TrainSet.build(prepared.windows, recs, _indices(recs, split["val"]), variants=False)
+        for cell in options.cells:
+            result = fit(config, cell, train, val, options.progress, label=f"{config.preset} {cell} final")
+            metrics, scores = evaluate(result.model, recs, prepared.windows, test_idx)
+            metrics.update(train_seconds=result.seconds, epochs=len(result.history["loss"]),
+                           best_epoch=result.best_epoch + 1, weight_bytes=result.weight_bytes)
+            summary["train_seconds"][f"{cell}/final"] = result.seconds
+            final[cell] = (metrics, scores, result)
+            if out_dir is not None:
+                cell_dir = out_dir / cell
+                cell_dir.mkdir(parents=True, exist_ok=True)
+                result.model.save(cell_dir / "model.keras")
+                parity = _parity_sample(prepared.windows, test_idx, options.parity_windows, config.seed)
+                if parity:
+                    np.savez(cell_dir / "parity_windows.npz", **parity)
+                write_json(cell_dir / "training.json",
+                           _training_json(config, cell, {"test": metrics, **_summary_metrics(metrics)},
+                                          prepared.manifest_sha256, created))
+            result.model = None
+    loco: dict = {}
+    tables: dict = {}
+    if options.loco and len(summary["corpora"]) >= 2:
+        loco[config.preset] = run_loco(config, prepared, options.cells, options.progress)
+        if options.baseline and config.preset != "original":
+            from .config import preset as load_preset
+
+            original = load_preset("original")
+            from dataclasses import replace as _replace
+
+            original = _replace(original, seed=config.seed, threads=config.threads, workers=config.workers)
+            base_prepared = prepare(original, options)
+            loco["original"] = run_loco(original, base_prepared, options.cells, options.progress)
+        for preset_name, cells in loco.items():
+            for cell, folds in cells.items():
+                for held_out, (_, _, result) in folds.items():
+                    summary["train_seconds"][f"{preset_name}/{cell}/loco-{held_out}"] = result.seconds
+        md, table = loco_table({p: {c: {h: m for h, (m, _, _) in f.items()} for c, f in cells.items()}
+                                for p, cells in loco.items()})
+        tables = {"markdown": md, "json": table}
+        summary["loco"] = table
+    # Reports per cell and the final training.json with LOCO numbers in it.
+    report_dirs = {}
+    for cell in options.cells:
+        cell_loco = loco.get(config.preset, {}).get(cell, {})
+        loco_metrics = {h: m for h, (m, _, _) in cell_loco.items()}
+        if cell in final:
+            metrics, scores, result = final[cell]
+            metrics_all = {"test": metrics, "loco": loco_metrics, **_summary_metrics(metrics)}
+            if loco_metrics:
+                metrics_all["loco_clip_accuracy"] = {h: m.get("accuracy") for h, m in loco_metrics.items()}
+            histories = {"final": result.history, **{f"loco-{h}": r.history for h, (_, _, r) in cell_loco.items()}}
+            folder = write_cell_report(reports_root / f"{cell}_{stamp}", cell, metrics_all, scores, 0.5, histories,
+                                       {h: s for h, (_, s, _) in cell_loco.items()},
+                                       tables.get("markdown"), tables.get("json"))
+            report_dirs[cell] = folder
+            summary["cells"][cell] = metrics_all
+            if out_dir is not None:
+                write_json(out_dir / cell / "training.json",
+                           _training_json(config, cell, metrics_all, prepared.manifest_sha256, created))
+        elif loco_metrics:
+            summary["cells"][cell] = {"loco": loco_metrics}
+    if tables:
+        folder = reports_root / f"loco_{stamp}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "loco.md").write_text(tables["markdown"], encoding="utf-8")
+        write_json(folder / "loco.json", tables["json"])
+        report_dirs["loco"] = folder
+        if out_dir is not None:
+            (out_dir / "loco_table.md").write_text(tables["markdown"], encoding="utf-8")
+    summary["wall_seconds"] = time.perf_counter() - started
+    summary["reports"] = {k: str(v) for k, v in report_dirs.items()}
+    if out_dir is not None:
+        write_json(out_dir / "run_summary.json", summary)
+        write_json(out_dir / "data_manifest.json", manifest(recs))
+    if options.mlflow:
+        from .reports import log_mlflow
+
+        summary["mlflow_run_id"] = log_mlflow(config, summary, recs, report_dirs, out_dir, options.cells)
+    return summary
