@@ -39,6 +39,9 @@ def main(data, out, loco, keep, seed, cache_dir, no_mlflow) -> None:
                                          loco=loco, mlflow=not no_mlflow, cache_dir=cache_dir))
         click.echo(f"trained in {summary['wall_seconds']:.0f} s -> {train_dir}")
         command = [sys.executable, "-m", "edge", "export", "--train-dir", str(train_dir), "--out", str(out)]
+        if cache_dir is None:  # the exporter rebuilds the labelled test split from the default feature cache
+            for folder in data:
+                command += ["--test-data", str(folder)]
         click.echo("exporting: " + " ".join(command))
         result = subprocess.run(command, check=False)
         if result.returncode:
