@@ -9,23 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import timings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SR = 16000
 
-
-def timings(fn, y: np.ndarray, repeat: int) -> np.ndarray:
-    fn(y)
-    out = np.empty(repeat)
-    for k in range(repeat):
-        start = time.perf_counter()
-        fn(y)
-        out[k] = time.perf_counter() - start
-    return out * 1000.0
 
 
 def main() -> None:

@@ -10,24 +10,15 @@ import argparse
 import json
 import os
 import platform
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from timing import timings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SR, SECONDS = 16000, 3.0
 
-
-def timings(fn, y: np.ndarray, repeat: int) -> np.ndarray:
-    fn(y)  # warm caches (filter bank, FFT plans, librosa's numba)
-    out = np.empty(repeat)
-    for k in range(repeat):
-        start = time.perf_counter()
-        fn(y)
-        out[k] = time.perf_counter() - start
-    return out * 1000.0
 
 
 def main() -> None:
