@@ -61,8 +61,9 @@ def _sparse_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: floa
     """The filter bank's non-zero weights grouped by filter, or None when a filter is empty.
 
     Each triangle spans only a few FFT bins (about 2,000 of 131,000 weights are non-zero at the
-    defaults), so gathering those bins is about 50x less work than the dense matmul, and does not
-    depend on a multi-threaded BLAS that stalls on a busy 2-core device.
+    defaults). Gathering those bins takes about as long as the dense matmul on an idle machine
+    (0.8 ms per 3 s window either way, measured), but does not depend on a multi-threaded BLAS,
+    which stalled for tens of milliseconds on a busy 2-core device.
     """
     weights = mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
     rows, cols = np.nonzero(weights)
