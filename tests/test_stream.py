@@ -59,6 +59,16 @@ def test_silence_and_noise_never_get_a_gender(fake_detector, rng):
     assert events and {e.label for e in events} == {"no_speech"}
 
 
+@pytest.mark.parametrize("f0", [100, 120])
+def test_a_buzz_after_silence_never_gets_a_gender(fake_detector, f0):
+    # A kiosk goes quiet, then a transformer or fan buzz starts: periodic at a speaking pitch, steady.
+    t = np.arange(6 * RATE) / RATE
+    buzz = 0.05 * sum(np.sin(2 * np.pi * f0 * k * t + k) / k for k in range(1, 6))
+    y = np.concatenate([np.zeros(2 * RATE), buzz]).astype(np.float32)
+    events = feed_in_chunks(fake_detector.stream(), y, RATE, 1600)
+    assert events and {e.label for e in events} == {"no_speech"}
+
+
 def test_48k_input_is_resampled_like_a_16k_one(fake_detector):
     at_16k = feed_in_chunks(fake_detector.stream(), voice(200, 5.0, RATE), RATE, 1600)
     at_48k = feed_in_chunks(fake_detector.stream(), voice(200, 5.0, 48000), 48000, 4800)
