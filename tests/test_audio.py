@@ -334,11 +334,16 @@ def test_all_zero_audio_decodes(tmp_path):
 
 # ------------------------------------------------------------------ bounded memory
 
+# VmHWM, the peak RSS of this process's own memory map. Not ru_maxrss: that one starts at the
+# forking parent's size, so under a large pytest process (TensorFlow loaded) it never moved (seen: 0 B).
 _RSS_PROBE = textwrap.dedent("""
-    import resource, sys
+    import sys
     import numpy as np
     from edge.audio import iter_mono
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    def peak_rss_kb():
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    before = peak_rss_kb()
     info, blocks = iter_mono(sys.argv[1])
     samples, peak, kept = 0, 0.0, []
     for block in blocks:
@@ -346,11 +351,12 @@ _RSS_PROBE = textwrap.dedent("""
         peak = max(peak, float(np.abs(block).max()))
         if sys.argv[2] == "keep":  # control: holding every block must show up in the measurement
             kept.append(block)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = peak_rss_kb()
     print(samples, (after - before) * 1024, peak)
 """)
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc (Linux)")
 def test_one_hour_file_streams_in_bounded_memory(tmp_path, rng):
     rate, seconds = 44100, 3600
     path = tmp_path / "hour.wav"
@@ -369,9 +375,8 @@ def test_one_hour_file_streams_in_bounded_memory(tmp_path, rng):
         assert abs(int(samples) - seconds * SR) <= 16
         assert 0.2 < float(peak) <= 1.0
     assert int(grown["stream"]) < decoded_bytes / 10, f"peak RSS grew by {int(grown['stream']) / 1e6:.0f} MB"
-    # Control: the probe does see memory that is really held (a quarter, not all of it: on a busy host
-    # ru_maxrss of the control run was seen at 99 MB of the 230 MB held).
-    assert int(grown["keep"]) > decoded_bytes / 4
+    # Control: the probe does see memory that is really held.
+    assert int(grown["keep"]) > decoded_bytes / 2
 
 
 def test_every_extension_is_routed(tmp_path):
