@@ -10,6 +10,7 @@ from train.augment import (
     add_noise,
     augment,
     band_limit,
+    change_speed,
     codec_roundtrip,
     random_eq,
     synthetic_reverb,
@@ -79,6 +80,29 @@ def test_augment_is_deterministic_finite_and_keeps_shape(rng):
     assert augment(np.zeros(0, np.float32), SR, rng, config).size == 0
 
 
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_change_scales_pitch_and_duration(factor):
+    t = np.arange(SR) / SR
+    y = np.sin(2 * np.pi * 200.0 * t).astype(np.float32)
+    out = change_speed(y, SR, factor)
+    assert abs(out.size - SR / factor) <= 2
+    freqs = np.fft.rfftfreq(out.size, 1 / SR)
+    assert abs(freqs[np.argmax(np.abs(np.fft.rfft(out)))] - 200.0 * factor) < 2.0
+
+
+def test_speed_off_draws_nothing_from_the_random_stream(rng):
+    # p_speed=0 must not draw: models trained before the option existed stay reproducible. With every
+    # transform off, augment() draws six "apply?" numbers and then the gain; replay that by hand.
+    y = 0.01 * _voice(rng)
+    config = AugmentConfig(p_speed=0.0, p_reverb=0, p_eq=0, p_noise=0, p_band_limit=0, p_codec=0, p_telephone=0)
+    replay = np.random.default_rng(9)
+    replay.random(6)
+    gain = 10.0 ** (replay.uniform(*config.gain_db) / 20.0)
+    np.testing.assert_allclose(augment(y, SR, np.random.default_rng(9), config), y * gain, rtol=1e-6)
+    faster = augment(y, SR, np.random.default_rng(9), AugmentConfig(p_speed=1.0, speed=(1.1, 1.1)))
+    assert abs(faster.size - y.size / 1.1) <= 2
+
+
 def test_augment_config_round_trips_through_a_dict():
-    config = AugmentConfig(variants=2, cutoffs_hz=(4000.0,))
+    config = AugmentConfig(variants=2, cutoffs_hz=(4000.0,), speed=(0.95, 1.05))
     assert AugmentConfig.from_dict(config.to_dict()) == config

@@ -104,3 +104,18 @@ def test_worker_processes_give_the_same_features(tmp_path, rng):
     assert two.computed == len(recs) and len(one.windows) == len(two.windows)
     for a, b in zip(one.windows.features, two.windows.features):
         np.testing.assert_array_equal(a, b)
+
+
+def test_spec_augment_masks_zero_spans_only_when_asked(tmp_path, rng):
+    recs, _ = load_corpora([_make_corpus(tmp_path / "data", rng)])
+    result = extract(recs, SETTINGS, variants=0, cache_dir=tmp_path / "cache", workers=1, progress=False)
+    data = TrainSet.build(result.windows, recs, range(len(recs)))
+    plain = apply_overrides(preset("default"), {"features": {"vad": False}, "batch_size": 8, "steps_per_epoch": 4})
+    masked = apply_overrides(plain, {"time_masks": 2, "mask_frames": 8, "coefficient_masks": 1, "mask_coefficients": 2})
+
+    def zero_columns(config) -> int:
+        batches = list(BatchMaker(data, config, np.random.default_rng(0)).epoch())
+        return sum(int(np.sum(np.all(x == 0, axis=1))) for x, _ in batches)
+
+    assert zero_columns(plain) == 0
+    assert zero_columns(masked) > 0

@@ -1,8 +1,9 @@
 """Waveform augmentation that breaks the shortcuts in the shared data.
 
 The Indonesian corpus confounds codec with gender (female files are often band-limited Opus),
-RAVDESS is studio-clean and Urdu is TV audio. Each transform here changes the channel (room,
-microphone, codec, bandwidth, noise, level) and never the voice: no pitch or formant shifts.
+RAVDESS is studio-clean and Urdu is TV audio. Most transforms here change the channel (room,
+microphone, codec, bandwidth, noise, level) and not the voice; the one exception, an optional
+speed perturbation of at most +-10 %, makes a similar new speaker and never crosses genders.
 All functions take and return mono float32 at ``sr`` and draw randomness only from ``rng``.
 """
 
@@ -30,6 +31,10 @@ class AugmentConfig:
     codecs: tuple[str, ...] = ("opus", "aac", "mp3")
     p_telephone: float = 0.1
     gain_db: tuple[float, float] = (-25.0, 6.0)
+    # Speed perturbation (Kaldi-style): scales pitch and formants together by the factor, i.e. a
+    # new, similar speaker. +-10 % is under 2 semitones: far too little to change apparent gender.
+    p_speed: float = 0.0
+    speed: tuple[float, float] = (0.9, 1.1)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,7 +42,7 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "AugmentConfig":
         data = dict(data)
-        for key in ("rt60", "snr_db", "cutoffs_hz", "codecs", "gain_db"):
+        for key in ("rt60", "snr_db", "cutoffs_hz", "codecs", "gain_db", "speed"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -45,6 +50,13 @@ class AugmentConfig:
 
 def _rms(y: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0
+
+
+def change_speed(y: np.ndarray, sr: int, factor: float) -> np.ndarray:
+    """Play ``y`` ``factor`` times faster: duration / factor, pitch and formants x factor."""
+    import soxr
+
+    return soxr.resample(np.asarray(y, dtype=np.float32), sr, int(round(sr / factor)), quality="HQ")
 
 
 def band_limit(y: np.ndarray, sr: int, cutoff_hz: float) -> np.ndarray:
@@ -181,10 +193,13 @@ def _align_offset(reference: np.ndarray, delayed: np.ndarray, max_shift: int) ->
 
 
 def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
-    """One random channel: room -> microphone -> background noise -> bandwidth/codec -> level."""
+    """One random speaker variation and channel: speed -> room -> microphone -> background noise -> bandwidth/codec -> level."""
     y = np.asarray(y, dtype=np.float32)
     if y.size == 0:
         return y
+    # Guarded so that p_speed=0 draws nothing: the other transforms see the same random stream as before.
+    if config.p_speed and rng.random() < config.p_speed:
+        y = change_speed(y, sr, float(rng.uniform(*config.speed)))
     if rng.random() < config.p_reverb:
         y = synthetic_reverb(y, sr, rng, float(rng.uniform(*config.rt60)))
     if rng.random() < config.p_eq:

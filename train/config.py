@@ -39,6 +39,15 @@ class TrainConfig:
     crop_min_frames: int = 0
     crop_max_frames: int = 0
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(variants=0))
+    # SpecAugment-style masking of each training crop (after normalisation): this many spans of up
+    # to ``mask_frames`` frames and of up to ``mask_coefficients`` MFCC coefficients are zeroed.
+    # Domain-adversarial training: weight of a reversed-gradient corpus classifier on the pooled
+    # representation (0 = off), so that what tells one corpus from another cannot carry the decision.
+    adversarial: float = 0.0
+    time_masks: int = 0
+    mask_frames: int = 8
+    coefficient_masks: int = 0
+    mask_coefficients: int = 2
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
     threads: int = 2

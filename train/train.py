@@ -47,6 +47,7 @@ class TrainSet:
     windows: Windows
     y: np.ndarray
     strata: np.ndarray
+    corpus: np.ndarray  # corpus index of each window (for the adversarial head)
 
     @classmethod
     def build(cls, windows: Windows, recordings: Sequence[Recording], indices: Sequence[int],
@@ -58,7 +59,9 @@ class TrainSet:
         y = np.array([recordings[r].y for r in subset.recording], dtype=np.float32)
         names = [f"{recordings[r].corpus}/{recordings[r].label}" for r in subset.recording]
         _, strata = np.unique(np.array(names, dtype=object), return_inverse=True) if names else ([], np.zeros(0, int))
-        return cls(subset, y, np.asarray(strata, dtype=np.int64))
+        corpora = [recordings[r].corpus for r in subset.recording]
+        _, corpus = np.unique(np.array(corpora, dtype=object), return_inverse=True) if corpora else ([], np.zeros(0, int))
+        return cls(subset, y, np.asarray(strata, dtype=np.int64), np.asarray(corpus, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -103,6 +106,7 @@ class BatchMaker:
             yield self._batch(batches[b])
 
     def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.last_index = idx
         shortest = int(self.lengths[idx].min())
         length = shortest
         crop = self.config.crop_max_frames > 0
@@ -119,7 +123,21 @@ class BatchMaker:
             if crop and length < feats.shape[0]:
                 window = normalize_features(window, self.config.features.feature_norm)
             x[row] = window
+        self._mask(x)
         return x, self.data.y[idx]
+
+    def _mask(self, x: np.ndarray) -> None:
+        """SpecAugment: zero random time spans and coefficient bands of each crop, in place."""
+        config, (batch, length, width) = self.config, x.shape
+        for row in range(batch):
+            for _ in range(config.time_masks):
+                span = int(self.rng.integers(0, min(config.mask_frames, length // 4) + 1))
+                start = int(self.rng.integers(0, length - span + 1))
+                x[row, start : start + span] = 0.0
+            for _ in range(config.coefficient_masks):
+                span = int(self.rng.integers(0, config.mask_coefficients + 1))
+                start = int(self.rng.integers(0, width - span + 1))
+                x[row, :, start : start + span] = 0.0
 
 
 def _bce(y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -143,6 +161,31 @@ def validation_loss(model, data: TrainSet, balance: bool) -> tuple[float, float]
     return float(losses.mean()), float(correct.mean())
 
 
+def _adversarial_model(model, n_corpora: int):
+    """(training model with a corpus head behind a gradient reversal, the reversal weight variable).
+
+    The corpus head reads the pooled representation; its reversed gradient pushes the recurrent layer
+    away from features that tell the training corpora apart. Only ``model`` is kept and exported.
+    """
+    import keras
+    import tensorflow as tf
+
+    weight = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+
+    class GradientReversal(keras.layers.Layer):
+        def call(self, x):
+            @tf.custom_gradient
+            def reverse(x):
+                return tf.identity(x), lambda dy: -weight * dy
+
+            return reverse(x)
+
+    pooled = model.get_layer("pool").output
+    hidden = keras.layers.Dense(32, activation="relu", name="corpus_hidden")(GradientReversal(name="reverse")(pooled))
+    corpus = keras.layers.Dense(n_corpora, activation="softmax", name="corpus")(hidden)
+    return keras.Model(model.inputs, [model.output, corpus], name=f"{model.name}_adversarial"), weight
+
+
 @dataclass
 class FitResult:
     model: object
@@ -162,10 +205,14 @@ def fit(config: TrainConfig, cell: str, train: TrainSet, val: TrainSet, progress
 
     configure_tensorflow(config.threads, config.seed)
     model = build_model(config.model_config(cell))
-    model.compile(
+    n_corpora = int(train.corpus.max()) + 1 if len(train) else 1
+    adversary = _adversarial_model(model, n_corpora) if config.adversarial > 0 and n_corpora > 1 else None
+    trained = adversary[0] if adversary else model
+    trained.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
-        loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
+        loss=[keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)]
+        + ([keras.losses.SparseCategoricalCrossentropy()] if adversary else []),
+        metrics=[["accuracy"], []] if adversary else ["accuracy"],
     )
     rng = np.random.default_rng(config.seed)
     batches = BatchMaker(train, config, rng)
@@ -175,10 +222,15 @@ def fit(config: TrainConfig, cell: str, train: TrainSet, val: TrainSet, progress
     bar = tqdm(range(config.epochs), desc=f"{label or cell}", unit="epoch", disable=not progress)
     for epoch in bar:
         losses, accs = [], []
+        if adversary:  # DANN schedule: the reversal grows from 0 to its full weight
+            progress_done = epoch / max(1, config.epochs - 1)
+            adversary[1].assign(config.adversarial * (2.0 / (1.0 + np.exp(-10.0 * progress_done)) - 1.0))
         for x, y in batches.epoch():
-            loss, acc = model.train_on_batch(x, y)[:2]
-            losses.append(float(loss))
-            accs.append(float(acc))
+            targets = [y, train.corpus[batches.last_index]] if adversary else y
+            logs = trained.train_on_batch(x, targets, return_dict=True)
+            # The gender loss alone (with an adversary, "loss" also holds the corpus term).
+            losses.append(float(logs.get("p_female_loss", logs["loss"])))
+            accs.append(float(logs.get("p_female_accuracy", logs.get("accuracy", np.nan))))
         val_loss, val_acc = validation_loss(model, val, config.balance)
         for key, value in zip(history, (np.mean(losses), np.mean(accs), val_loss, val_acc)):
             history[key].append(float(value))
