@@ -247,8 +247,8 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
         "many female ones band-limited WhatsApp Opus), and in the Urdu `Angry` folder every speaker is male; "
         "a model can partly learn codec or emotion instead of voice.",
         "- Acted (RAVDESS) and broadcast (Urdu) emotional speech dominate the file count.",
-        "- Where it errs on an unseen corpus (leave-one-corpus-out): women speaking softly (RAVDESS neutral and "
-        "sad clips) are called male, and men shouting (Urdu TV, angry) female; see docs/accuracy.md.",
+        "- Where it errs on an unseen corpus (leave-one-corpus-out): women in sad or disgusted "
+        "delivery (RAVDESS) are called male, and men shouting (Urdu TV, angry) female; see docs/accuracy.md.",
         "- Windows with less than the minimum speech are not judged; very short clips return `no_speech`.",
         "",
         "## Rebuild",
