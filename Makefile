@@ -5,6 +5,9 @@ DEV_VENV := .venv
 EDGE_VENV := .venv-edge
 PIP_FLAGS := --disable-pip-version-check -q
 
+# The base install is a copy (not editable), so it is redone whenever the runtime or the models change.
+EDGE_SOURCES := $(shell find edge models -type f -not -path '*/__pycache__/*' 2>/dev/null)
+
 .PHONY: demo test dev edge models bench pi-check clean
 
 $(DEV_VENV)/.installed: pyproject.toml
@@ -13,7 +16,7 @@ $(DEV_VENV)/.installed: pyproject.toml
 	$(DEV_VENV)/bin/pip install $(PIP_FLAGS) -e '.[dev]'
 	touch $@
 
-$(EDGE_VENV)/.installed: pyproject.toml
+$(EDGE_VENV)/.installed: pyproject.toml $(EDGE_SOURCES)
 	test -d $(EDGE_VENV) || $(PYTHON) -m venv $(EDGE_VENV)
 	$(EDGE_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
 	# The runtime alone; the microphone extra only where PortAudio is installed.
