@@ -7,14 +7,11 @@ Writes benchmarks/results/denoise.md and benchmarks/results/denoise.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from pathlib import Path
 
 import numpy as np
-from timing import timings
+from timing import timings, write_report
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SR = 16000
 
 
@@ -58,10 +55,7 @@ def main() -> None:
              f"noisereduce / numpy (median): **{report['speedup_median']}x**; max |difference| {max_diff:.2e}.",
              f"1-minute load average {report['load_avg_1min']:.1f} (shared 2-core machine).",
              f"Reproduce: `{report['command']}`"]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "denoise.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "denoise.md").write_text("\n".join(lines) + "\n")
-    print(json.dumps(report, indent=2) if args.json else "\n".join(lines))
+    write_report("denoise", report, lines, args.json)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,13 @@ Writes benchmarks/results/mfcc.md and benchmarks/results/mfcc.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import warnings
-from pathlib import Path
 
 import numpy as np
-from timing import timings
+from timing import timings, write_report
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SR, SECONDS = 16000, 3.0
 
 
@@ -81,10 +78,7 @@ def main() -> None:
         f"on {report['machine']['cpu_count']} cores (a shared machine: p95 reflects other work).",
         f"Reproduce: `{report['command']}`",
     ]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "mfcc.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "mfcc.md").write_text("\n".join(lines) + "\n")
-    print(json.dumps(report, indent=2) if args.json else "\n".join(lines))
+    write_report("mfcc", report, lines, args.json)
 
 
 if __name__ == "__main__":

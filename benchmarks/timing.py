@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def timings(fn, y: np.ndarray, repeat: int) -> np.ndarray:
@@ -17,3 +21,11 @@ def timings(fn, y: np.ndarray, repeat: int) -> np.ndarray:
         fn(y)
         out[k] = time.perf_counter() - start
     return out * 1000.0
+
+
+def write_report(name: str, report: dict, lines: list[str], as_json: bool) -> None:
+    """Save ``results/<name>.json`` and ``results/<name>.md``, and print one of them."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print(json.dumps(report, indent=2) if as_json else "\n".join(lines))
