@@ -1,8 +1,9 @@
 """A cheap speech detector: loud enough, voiced (periodic at a speaking pitch), and alive.
 
 Silence, hiss and room noise are not periodic between 70 and 500 Hz; speech is, for most of its
-duration. Hum and buzz are periodic too, but hold pitch and level perfectly still; speech never does. Frames are non-overlapping and the decision for a frame depends only on nearby samples
-plus the analysis window's own noise floor, so files, streams and training see the same result.
+duration. Hum and buzz are periodic too, but hold pitch and level perfectly still; speech never does.
+Frames are non-overlapping and the decision for a frame depends only on nearby samples plus the
+analysis window's own noise floor, so files, streams and training see the same result.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ def _steady_runs(lags: np.ndarray, energy_db: np.ndarray, min_frames: int) -> np
     start = 0
     for i in range(1, n + 1):
         # Extend the run while frame i stays close to the run's first frame.
-        if i < n and abs(lags[i] - lags[start]) <= max(1.0, 0.02 * lags[start]) \
-                and abs(energy_db[i] - energy_db[start]) <= 3.0:
+        same_pitch = i < n and abs(lags[i] - lags[start]) <= max(1.0, 0.02 * lags[start])
+        if same_pitch and abs(energy_db[i] - energy_db[start]) <= 3.0:
             continue
         if i - start >= min_frames:
             steady[start:i] = True

@@ -77,7 +77,7 @@ def test_batches_have_one_length_and_balanced_strata(tmp_path, rng):
     config = apply_overrides(preset("default"), {"features": {"vad": False}, "batch_size": 16, "steps_per_epoch": 20})
     maker = BatchMaker(data, config, np.random.default_rng(0))
     labels, lengths = [], set()
-    for x, y in maker.epoch():
+    for x, y, _ in maker.epoch():
         assert x.ndim == 3 and x.shape[0] == 16 and x.shape[2] == SETTINGS.n_mfcc
         assert np.all(np.isfinite(x))
         assert config.crop_min_frames - 4 <= x.shape[1] <= config.crop_max_frames
@@ -92,7 +92,7 @@ def test_original_recipe_batches_without_crops(tmp_path, rng):
     result = extract(recs, SETTINGS, variants=0, cache_dir=tmp_path / "cache", workers=1, progress=False)
     data = TrainSet.build(result.windows, recs, range(len(recs)))
     maker = BatchMaker(data, preset("original"), np.random.default_rng(0))
-    seen = sum(x.shape[0] for x, _ in maker.epoch())
+    seen = sum(x.shape[0] for x, _, _ in maker.epoch())
     assert seen == len(data)  # one plain pass over every window
 
 
@@ -115,7 +115,7 @@ def test_spec_augment_masks_zero_spans_only_when_asked(tmp_path, rng):
 
     def zero_columns(config) -> int:
         batches = list(BatchMaker(data, config, np.random.default_rng(0)).epoch())
-        return sum(int(np.sum(np.all(x == 0, axis=1))) for x, _ in batches)
+        return sum(int(np.sum(np.all(x == 0, axis=1))) for x, _, _ in batches)
 
     assert zero_columns(plain) == 0
     assert zero_columns(masked) > 0

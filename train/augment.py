@@ -193,7 +193,7 @@ def _align_offset(reference: np.ndarray, delayed: np.ndarray, max_shift: int) ->
 
 
 def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
-    """One random speaker variation and channel: speed -> room -> microphone -> background noise -> bandwidth/codec -> level."""
+    """One random variation: speed -> room -> microphone -> background noise -> bandwidth/codec -> level."""
     y = np.asarray(y, dtype=np.float32)
     if y.size == 0:
         return y

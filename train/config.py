@@ -39,11 +39,11 @@ class TrainConfig:
     crop_min_frames: int = 0
     crop_max_frames: int = 0
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(variants=0))
-    # SpecAugment-style masking of each training crop (after normalisation): this many spans of up
-    # to ``mask_frames`` frames and of up to ``mask_coefficients`` MFCC coefficients are zeroed.
     # Domain-adversarial training: weight of a reversed-gradient corpus classifier on the pooled
     # representation (0 = off), so that what tells one corpus from another cannot carry the decision.
     adversarial: float = 0.0
+    # SpecAugment-style masking of each training crop (after normalisation): this many spans of up
+    # to ``mask_frames`` frames and of up to ``mask_coefficients`` MFCC coefficients are zeroed.
     time_masks: int = 0
     mask_frames: int = 8
     coefficient_masks: int = 0

@@ -40,6 +40,13 @@ def configure_tensorflow(threads: int, seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+def _codes(names: Sequence[str]) -> np.ndarray:
+    """0..k-1 for the k distinct names, in sorted order."""
+    if not names:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.array(names, dtype=object), return_inverse=True)[1].astype(np.int64)
+
+
 @dataclass
 class TrainSet:
     """Windows with their label and (corpus, label) stratum."""
@@ -57,18 +64,16 @@ class TrainSet:
                         dtype=bool)
         subset = windows.select(mask) if len(windows) else windows
         y = np.array([recordings[r].y for r in subset.recording], dtype=np.float32)
-        names = [f"{recordings[r].corpus}/{recordings[r].label}" for r in subset.recording]
-        _, strata = np.unique(np.array(names, dtype=object), return_inverse=True) if names else ([], np.zeros(0, int))
-        corpora = [recordings[r].corpus for r in subset.recording]
-        _, corpus = np.unique(np.array(corpora, dtype=object), return_inverse=True) if corpora else ([], np.zeros(0, int))
-        return cls(subset, y, np.asarray(strata, dtype=np.int64), np.asarray(corpus, dtype=np.int64))
+        strata = _codes([f"{recordings[r].corpus}/{recordings[r].label}" for r in subset.recording])
+        return cls(subset, y, strata, _codes([recordings[r].corpus for r in subset.recording]))
 
     def __len__(self) -> int:
         return len(self.windows)
 
 
 class BatchMaker:
-    """Yields (x, y) batches of one length, following the recipe's sampling and cropping."""
+    """Yields (x, y, index) batches of one length, following the recipe's sampling and cropping;
+    ``index`` is each row's position in the training set (for per-window targets such as the corpus)."""
 
     def __init__(self, data: TrainSet, config: TrainConfig, rng: np.random.Generator):
         if not len(data):
@@ -105,8 +110,7 @@ class BatchMaker:
         for b in self.rng.permutation(len(batches)):
             yield self._batch(batches[b])
 
-    def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self.last_index = idx
+    def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         shortest = int(self.lengths[idx].min())
         length = shortest
         crop = self.config.crop_max_frames > 0
@@ -124,7 +128,7 @@ class BatchMaker:
                 window = normalize_features(window, self.config.features.feature_norm)
             x[row] = window
         self._mask(x)
-        return x, self.data.y[idx]
+        return x, self.data.y[idx], idx
 
     def _mask(self, x: np.ndarray) -> None:
         """SpecAugment: zero random time spans and coefficient bands of each crop, in place."""
@@ -181,7 +185,8 @@ def _adversarial_model(model, n_corpora: int):
             return reverse(x)
 
     pooled = model.get_layer("pool").output
-    hidden = keras.layers.Dense(32, activation="relu", name="corpus_hidden")(GradientReversal(name="reverse")(pooled))
+    reversed_pool = GradientReversal(name="reverse")(pooled)
+    hidden = keras.layers.Dense(32, activation="relu", name="corpus_hidden")(reversed_pool)
     corpus = keras.layers.Dense(n_corpora, activation="softmax", name="corpus")(hidden)
     return keras.Model(model.inputs, [model.output, corpus], name=f"{model.name}_adversarial"), weight
 
@@ -225,8 +230,8 @@ def fit(config: TrainConfig, cell: str, train: TrainSet, val: TrainSet, progress
         if adversary:  # DANN schedule: the reversal grows from 0 to its full weight
             progress_done = epoch / max(1, config.epochs - 1)
             adversary[1].assign(config.adversarial * (2.0 / (1.0 + np.exp(-10.0 * progress_done)) - 1.0))
-        for x, y in batches.epoch():
-            targets = [y, train.corpus[batches.last_index]] if adversary else y
+        for x, y, index in batches.epoch():
+            targets = [y, train.corpus[index]] if adversary else y
             logs = trained.train_on_batch(x, targets, return_dict=True)
             # The gender loss alone (with an adversary, "loss" also holds the corpus term).
             losses.append(float(logs.get("p_female_loss", logs["loss"])))
