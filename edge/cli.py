@@ -23,7 +23,7 @@ RUNTIME_COMMANDS = {
     "devices": "edge.commands:devices",
     "models": "edge.commands:models",
     "bench": "edge.bench:bench",
-    "serve": "edge.serve:serve",
+    "serve": "edge.serve.app:serve",
 }
 
 

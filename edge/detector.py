@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from . import model as _model
 from .audio import iter_mono, prepare_array
-from .errors import ModelError, TooShortError
+from .errors import ModelError
 from .metadata import ModelMetadata
 from .pipeline import WindowInput, aggregate, window_input, window_starts
 from .settings import FeatureSettings
@@ -54,6 +54,13 @@ class Prediction:
     model: str
     threshold: float
     path: str | None = None
+    # Why there is no answer: "too_short" (less audio than the model needs), "silence" (no window held
+    # enough speech: silence, noise, hum) or "not_speech" (sound the speech detector rejected, e.g. music).
+    reason: str | None = None
+    # The windows disagree confidently (e.g. a woman then a man): the clip label is not one voice's.
+    mixed: bool = False
+    # Problems with the input that did not stop the prediction (e.g. a truncated file).
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         # Built by hand: dataclasses.asdict deep-copies, which cost 10 % of a short clip's time.
@@ -61,6 +68,7 @@ class Prediction:
         data["segments"] = [{"start": s.start, "end": s.end, "p_female": s.p_female, "speech_seconds": s.speech_seconds}
                             for s in self.segments]
         data["timings_ms"] = dict(self.timings_ms)
+        data["warnings"] = list(self.warnings)
         return data
 
 
@@ -245,8 +253,7 @@ class Detector:
                 buffer = buffer[keep_from - buffer_start :].copy()
                 buffer_start = keep_from
         if total < settings.min_speech_samples:
-            raise TooShortError(f"{name}: {total / rate:.2f} s of audio is too short; at least "
-                                f"{settings.min_speech_seconds:.2f} s is needed")
+            return total  # too short to hold enough speech: no_speech, reason "too_short"
         # The same windows as pipeline.window_starts over the whole signal: the regular ones are done,
         # what remains is the window moved back to end with the signal (or the only, short, window).
         for start in window_starts(total, settings):
@@ -262,6 +269,9 @@ class Detector:
         p_female = (aggregate(np.array([s.p_female for s in speech]), np.array([s.speech_seconds for s in speech]))
                     if speech else None)
         label, confidence = decide(p_female, self.threshold)
+        reason = None
+        if label == "no_speech":
+            reason = "too_short" if total < self.settings.min_speech_samples else "silence"
         timings_ms = {stage: round(seconds * 1000.0, 3) for stage, seconds in timings.items()}
         timings_ms["total"] = round((time.perf_counter() - started) * 1000.0, 3)
         return Prediction(
@@ -276,6 +286,8 @@ class Detector:
             model=self.name,
             threshold=self.threshold,
             path=path,
+            reason=reason,
+            mixed=_mixed([s.p_female for s in speech], self.threshold),
         )
 
     # -- streaming ---------------------------------------------------------------------------
@@ -284,6 +296,12 @@ class Detector:
         from .stream import StreamingDetector
 
         return StreamingDetector(self, hop_seconds=hop_seconds, **options)
+
+
+def _mixed(window_probabilities: list, threshold: float, margin: float = 0.3) -> bool:
+    """True when some windows are confidently female and others confidently male (two voices)."""
+    probs = [p for p in window_probabilities if p is not None]
+    return bool(probs) and max(probs) >= threshold + margin * (1 - threshold) and min(probs) <= threshold * (1 - margin)
 
 
 def _guess_suffix(head: bytes) -> str:

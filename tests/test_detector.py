@@ -10,7 +10,7 @@ import soundfile as sf
 
 from edge import Detector, ModelError
 from edge import model as edge_model
-from edge.errors import InvalidSamplesError, TooShortError
+from edge.errors import InvalidSamplesError
 from edge.pipeline import window_inputs, window_starts
 from model_fixtures import (  # noqa: F401 - fixtures
     SHIPPED_MANIFEST, fake_detector, fake_model, make_model, models_env, sha256, shipped_models, voice,
@@ -91,9 +91,12 @@ def test_other_rates_and_channels(fake_detector):
     assert fake_detector.predict(voice(180, 4.0, 8000), 8000).label != "no_speech"
 
 
+def test_too_short_is_no_speech_with_a_reason(fake_detector):
+    result = fake_detector.predict(voice(200, 0.1), RATE)
+    assert (result.label, result.reason, result.p_female) == ("no_speech", "too_short", None)
+
+
 def test_bad_arrays(fake_detector):
-    with pytest.raises(TooShortError, match="too short"):
-        fake_detector.predict(voice(200, 0.1), RATE)
     bad = voice(200, 2.0)
     bad[100] = np.nan
     with pytest.raises(InvalidSamplesError, match="NaN"):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edge.feedback import (
+from edge.serve.feedback import (
     CSV_FIELDS,
     DuplicateFeedbackError,
     FeedbackStore,

@@ -33,7 +33,7 @@ import edge  # noqa: E402
 from edge import model as model_module  # noqa: E402
 from edge.detector import Detector  # noqa: E402
 from edge.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata  # noqa: E402
-from edge.serve import ServeOptions, create_app, serve  # noqa: E402
+from edge.serve.app import ServeOptions, create_app, serve  # noqa: E402
 from edge.settings import DEFAULT_SETTINGS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -282,12 +282,12 @@ def test_bad_audio_is_422_with_the_specific_error(client: TestClient, tiny_model
     assert _recent_files(client) == []
 
 
-def test_too_short_audio_is_422(client: TestClient, tmp_path: Path):
+def test_too_short_audio_is_no_speech_with_a_reason(client: TestClient, tmp_path: Path):
     path = tmp_path / "short.wav"
     sf.write(path, synthetic_voice(220.0, seconds=0.1)[:1600], SR)
     response = upload(client, path)
-    assert response.status_code == 422
-    assert response.json()["error"] == "TooShortError"
+    assert response.status_code == 200
+    assert (response.json()["label"], response.json()["reason"]) == ("no_speech", "too_short")
 
 
 def test_missing_codec_extra_is_415_naming_the_extra(client: TestClient, tmp_path: Path, monkeypatch):
@@ -446,7 +446,7 @@ def test_retraining_fires_once_at_the_threshold(tiny_model: Path, tmp_path: Path
 # --- the command and the real server --------------------------------------------------------------
 
 def test_importing_serve_does_not_import_fastapi():
-    code = "import sys, edge.serve; print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'onnxruntime') if m in sys.modules))"
+    code = "import sys, edge.serve.app; print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'onnxruntime') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

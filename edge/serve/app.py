@@ -28,9 +28,9 @@ from typing import Any
 import click
 import numpy as np
 
-from . import __version__
-from .audio import AUDIO_EXTENSIONS
-from .errors import AudioError, GvdError, MissingExtraError, ModelError, UnsupportedFormatError, require
+from .. import __version__
+from ..audio import AUDIO_EXTENSIONS
+from ..errors import AudioError, GvdError, MissingExtraError, ModelError, UnsupportedFormatError, require
 from .feedback import (
     DEFAULT_RETRAIN_COMMAND,
     DuplicateFeedbackError,
@@ -273,7 +273,7 @@ def _drop(state: dict[str, Any]) -> None:
 
 
 def _page() -> str:
-    return resources.files("edge").joinpath("static/index.html").read_text(encoding="utf-8")
+    return resources.files("edge.serve").joinpath("static/index.html").read_text(encoding="utf-8")
 
 
 def create_app(options: ServeOptions | None = None, detector: Any = None):
@@ -288,7 +288,7 @@ def create_app(options: ServeOptions | None = None, detector: Any = None):
     from starlette.concurrency import run_in_threadpool
 
     if detector is None:
-        from .detector import Detector
+        from ..detector import Detector
 
         detector = Detector(options.model, threads=options.threads)
     store = FeedbackStore(options.feedback_dir)
@@ -451,7 +451,7 @@ def create_app(options: ServeOptions | None = None, detector: Any = None):
 
     @app.get("/models")
     async def models():
-        from .model import list_models
+        from ..model import list_models
 
         try:
             entries = [{k: v for k, v in entry.items() if k != "path"} for entry in list_models()]

@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
-from .errors import GvdError
+from ..errors import GvdError
 
 LABELS = ("female", "male")
 CSV_NAME = "feedback.csv"
