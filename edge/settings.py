@@ -68,6 +68,11 @@ class FeatureSettings:
             raise ValueError("invalid feature settings: " + "; ".join(problems))
 
     @property
+    def n_features(self) -> int:
+        """Width of one frame of model input (the ONNX input's last dimension)."""
+        return self.n_mfcc
+
+    @property
     def window_samples(self) -> int:
         return int(round(self.window_seconds * self.sample_rate))
 
