@@ -1,36 +1,8 @@
-"""Cleaning steps applied to each analysis window before features: noise gate, loudness, pre-emphasis."""
+"""Stationary spectral gating (the original recipe's noise reduction), equal to noisereduce's."""
 
 from __future__ import annotations
 
 import numpy as np
-
-from .settings import FeatureSettings
-
-_EPS = 1e-10
-
-
-def rms_normalize(y: np.ndarray, target_dbfs: float = -20.0, peak_limit: float = 0.99) -> np.ndarray:
-    """Scale to target RMS level; the gain is capped so that no sample clips."""
-    y = np.asarray(y, dtype=np.float32)
-    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0
-    if rms < _EPS:
-        return y
-    gain = 10.0 ** (target_dbfs / 20.0) / rms
-    peak = float(np.max(np.abs(y)))
-    if peak * gain > peak_limit:
-        gain = peak_limit / peak
-    return (y * gain).astype(np.float32)
-
-
-def pre_emphasis(y: np.ndarray, coefficient: float = 0.97) -> np.ndarray:
-    """y[n] - a * y[n-1], first sample kept (librosa.effects.preemphasis with zi=0 semantics)."""
-    y = np.asarray(y, dtype=np.float32)
-    if coefficient == 0.0 or y.size == 0:
-        return y
-    out = np.empty_like(y)
-    out[0] = y[0]
-    out[1:] = y[1:] - coefficient * y[:-1]
-    return out
 
 
 # noisereduce.reduce_noise pads every chunk with this many zeros before its STFT, which fixes the
@@ -148,19 +120,3 @@ def spectral_gate(
     constant = np.convolve(np.ones(spec.shape[1]), kernel.sum(axis=0), mode="same")
     mask = gate * prop_decrease + (1.0 - prop_decrease) * constant[None, :]
     return _istft(spec * mask, n_fft, hop, lead, y.size)
-
-
-def denoise(y: np.ndarray, settings: FeatureSettings) -> np.ndarray:
-    """Noise reduction, when the settings switch it on; runs on the whole window, before speech detection."""
-    if settings.noise_reduction:
-        return spectral_gate(y, settings.sample_rate)
-    return np.asarray(y, dtype=np.float32)
-
-
-def level_and_emphasise(y: np.ndarray, settings: FeatureSettings) -> np.ndarray:
-    """Loudness normalisation then pre-emphasis, on the speech that reaches the features."""
-    if settings.rms_normalize:
-        y = rms_normalize(y, settings.target_dbfs)
-    if settings.pre_emphasis:
-        y = pre_emphasis(y, settings.pre_emphasis)
-    return np.asarray(y, dtype=np.float32)

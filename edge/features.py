@@ -1,12 +1,16 @@
-"""MFCCs in pure NumPy, numerically matching ``librosa.feature.mfcc``.
+"""Frame analysis in pure NumPy: one spectrum per frame gives cepstra, level, pitch and voicing.
 
-Written by hand rather than depending on librosa because librosa pulls in numba, scipy and
+Every frame of a clip is analysed once (:func:`analyse_frames`); speech detection, the cepstra and
+the pitch track all read that one spectrum, and analysis windows are slices of the frames. The mel
+filter bank, DCT and mel-cepstrum helpers match librosa (``mfcc`` equals ``librosa.feature.mfcc``
+to float rounding, tested) but are written by hand: librosa pulls in numba, scipy and
 scikit-learn (hundreds of MB and seconds of import time) that an edge device should not carry.
-The filter bank and DCT matrices are built once per parameter set and cached.
+Filter banks, windows and DCT matrices are built once per parameter set and cached.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -142,7 +146,7 @@ def mfcc(
 
 def normalize_features(features: np.ndarray, mode: str) -> np.ndarray:
     """Per-window normalisation over time: removes the channel (microphone, codec) colouring."""
-    if mode == "none":
+    if mode == "none" or features.shape[0] == 0:
         return features
     centred = features - features.mean(axis=0, keepdims=True)
     if mode == "cmn":
@@ -150,17 +154,156 @@ def normalize_features(features: np.ndarray, mode: str) -> np.ndarray:
     return centred / (features.std(axis=0, keepdims=True) + 1e-5)
 
 
-def window_features(speech: np.ndarray, settings: FeatureSettings) -> np.ndarray:
-    """Model input for one analysis window of cleaned speech, shape (frames, n_mfcc), float32."""
-    feats = mfcc(
-        speech,
-        sr=settings.sample_rate,
-        n_mfcc=settings.n_mfcc,
-        n_fft=settings.n_fft,
-        hop_length=settings.hop_length,
-        n_mels=settings.n_mels,
-        fmin=settings.fmin,
-        fmax=settings.fmax,
-        top_db=settings.top_db,
-    )
-    return normalize_features(feats, settings.feature_norm).astype(np.float32)
+# -- one analysis per frame ------------------------------------------------------------------------
+# Pitch is searched between these (speaking voices, children included).
+MIN_PITCH_HZ = 70.0
+MAX_PITCH_HZ = 500.0
+# The autocorrelation is taken over this band only: below it brown noise and hum correlate over
+# pitch-like lags; above it white noise dominates while voices have little energy.
+_PITCH_BAND_HZ = (150.0, 2000.0)
+# log2(F0 / this) is the pitch column: 0 near the boundary between typical female and male voices.
+PITCH_REFERENCE_HZ = 150.0
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    """Per-frame analysis of consecutive frames (row i = frame ``start + i`` of the signal)."""
+
+    start: int
+    cepstra: np.ndarray  # (n, n_mfcc) float32, not normalised
+    energy_db: np.ndarray  # (n,) float32: mean square in dB full scale, DC and rumble excluded
+    voicing: np.ndarray  # (n,) float32 in [0, 1]: peak normalised autocorrelation at a pitch lag
+    f0: np.ndarray  # (n,) float32 Hz at that peak; 0 where not measured (quiet frames)
+
+    def __len__(self) -> int:
+        return int(self.energy_db.shape[0])
+
+    def rows(self, lo: int, hi: int) -> FrameStats:
+        """Frames ``lo`` to ``hi`` (absolute indices) as views, no copy."""
+        a, b = lo - self.start, hi - self.start
+        return FrameStats(lo, self.cepstra[a:b], self.energy_db[a:b], self.voicing[a:b], self.f0[a:b])
+
+    @staticmethod
+    def join(parts: list[FrameStats]) -> FrameStats:
+        parts = [p for p in parts if len(p)] or parts[-1:]
+        if len(parts) == 1:
+            return parts[0]
+        return FrameStats(parts[0].start, np.concatenate([p.cepstra for p in parts]),
+                          np.concatenate([p.energy_db for p in parts]), np.concatenate([p.voicing for p in parts]),
+                          np.concatenate([p.f0 for p in parts]))
+
+    @staticmethod
+    def empty(start: int, n_mfcc: int) -> FrameStats:
+        zeros = np.zeros(0, dtype=np.float32)
+        return FrameStats(start, np.zeros((0, n_mfcc), dtype=np.float32), zeros, zeros, zeros)
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    """Everything fixed by the settings, built once: window, FFT size, filter bank with the tilt in it."""
+
+    window: np.ndarray
+    n_fft: int
+    mel_weights: tuple  # sparse (cols, values, starts) of the tilted mel filter bank
+    dct: np.ndarray
+    band: slice  # FFT bins of fmin..fmax (level)
+    pitch_bins: int  # bins kept for the autocorrelation (up to the band's top)
+    pitch_mask: np.ndarray  # 0/1 over those bins: the pitch band
+    lags: np.ndarray  # candidate pitch lags on the half-rate autocorrelation grid
+    window_acf: np.ndarray  # the window's own normalised autocorrelation at those lags
+    power_scale: float  # power sum -> mean square of the frame
+
+
+def _fft_size(frame_length: int) -> int:
+    # Twice the frame, so that the autocorrelation taken from the spectrum does not wrap around.
+    return 2 << int(np.ceil(np.log2(frame_length)))
+
+
+@lru_cache(maxsize=8)
+def _analysis(settings: FeatureSettings) -> _Analysis:
+    rate, length = settings.sample_rate, settings.frame_length
+    n_fft = _fft_size(length)
+    window = hann_window(length)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
+    tilt = 1.0 + settings.pre_emphasis**2 - 2.0 * settings.pre_emphasis * np.cos(2 * np.pi * freqs / rate)
+    weights = mel_filterbank(rate, n_fft, settings.n_mels, settings.fmin, settings.fmax) * tilt[None, :]
+    rows, cols = np.nonzero(weights)
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    if np.unique(rows).size != settings.n_mels:
+        raise ValueError("the mel filter bank has empty filters: use fewer mels or a larger frame")
+    band = slice(int(np.searchsorted(freqs, settings.fmin)), int(np.searchsorted(freqs, settings.fmax, "right")))
+    lo, hi = _PITCH_BAND_HZ
+    pitch_bins = int(np.searchsorted(freqs, hi, "right"))
+    pitch_mask = ((freqs[:pitch_bins] >= lo) & (freqs[:pitch_bins] <= hi)).astype(np.float64)
+    # The autocorrelation of a band below rate/4 needs only half the lags: irfft of n_fft // 2 points.
+    half = n_fft // 2
+    step = n_fft / half  # samples per lag on that grid
+    lags = np.arange(int(np.floor(rate / MAX_PITCH_HZ / step)), int(np.ceil(rate / MIN_PITCH_HZ / step)) + 1)
+    # The window's own autocorrelation (full band: it is the envelope every lag is seen through).
+    w_acf = np.correlate(window, window, mode="full")[length - 1 :]
+    window_acf = w_acf[np.round(lags * step).astype(int)] / w_acf[0]
+    power_scale = 2.0 / (n_fft * float(np.sum(window**2)))  # Parseval, one-sided spectrum
+    return _Analysis(window, n_fft, (cols, weights[rows, cols], starts), dct_matrix(settings.n_mfcc, settings.n_mels),
+                     band, pitch_bins, pitch_mask, lags, window_acf, power_scale)
+
+
+def frame_count(n_samples: int, settings: FeatureSettings) -> int:
+    """Frames that fit in ``n_samples`` (frame i covers samples i*hop .. i*hop + frame_length)."""
+    if n_samples < settings.frame_length:
+        return 0
+    return 1 + (n_samples - settings.frame_length) // settings.hop_length
+
+
+def analyse_frames(y: np.ndarray, settings: FeatureSettings, start: int = 0) -> FrameStats:
+    """Analyse every whole frame of ``y`` (which begins at frame ``start`` of the signal).
+
+    One FFT per frame (float64: NumPy's pocketfft is as fast as in float32 here, and more precise)
+    gives the level, the mel cepstra and, for frames loud enough to be speech, the autocorrelation
+    that measures voicing and pitch.
+    """
+    n = frame_count(len(y), settings)
+    if n == 0:
+        return FrameStats.empty(start, settings.n_mfcc)
+    a = _analysis(settings)
+    frames = np.lib.stride_tricks.sliding_window_view(np.asarray(y, dtype=np.float64), settings.frame_length)
+    frames = frames[:: settings.hop_length][:n]
+    # Removing each frame's mean makes a DC offset (cheap microphones) invisible to everything below.
+    frames = (frames - frames.mean(axis=1, keepdims=True)) * a.window
+    spectrum = np.fft.rfft(frames, a.n_fft, axis=1)
+    power = spectrum.real**2 + spectrum.imag**2
+    energy_db = 10.0 * np.log10(power[:, a.band].sum(axis=1) * a.power_scale + 1e-12)
+    cols, values, starts = a.mel_weights
+    mel = np.add.reduceat(power[:, cols] * values, starts, axis=1)
+    cepstra = (10.0 * np.log10(np.maximum(mel, 1e-10))) @ a.dct.T
+    voicing = np.zeros(n)
+    f0 = np.zeros(n)
+    # Autocorrelation only where speech is possible at all: quiet frames are never speech.
+    loud = np.flatnonzero(energy_db > settings.vad_energy_dbfs)
+    if loud.size:
+        voicing[loud], f0[loud] = _pitch(power[loud, : a.pitch_bins], a, settings.sample_rate)
+    return FrameStats(start, cepstra.astype(np.float32), energy_db.astype(np.float32), voicing.astype(np.float32),
+                      f0.astype(np.float32))
+
+
+def _pitch(power: np.ndarray, a: _Analysis, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Voicing strength and F0 per frame from the pitch band's autocorrelation.
+
+    The autocorrelation is divided by the window's own (Boersma's correction, so a perfectly periodic
+    signal scores 1 at its period). The period is the shortest lag whose local peak comes within
+    0.05 of the best one: a multiple of the period scores as high, and must not win.
+    """
+    acf = np.fft.irfft(power * a.pitch_mask, a.n_fft // 2, axis=1)
+    nacf = np.minimum(acf[:, a.lags] / (acf[:, :1] + 1e-20) / a.window_acf, 1.0)
+    peaks = np.full(nacf.shape, -1.0)
+    inner = (nacf[:, 1:-1] >= nacf[:, :-2]) & (nacf[:, 1:-1] >= nacf[:, 2:])
+    peaks[:, 1:-1] = np.where(inner, nacf[:, 1:-1], -1.0)
+    best = np.argmax(peaks >= peaks.max(axis=1, keepdims=True) - 0.05, axis=1)
+    voicing = np.maximum(nacf[np.arange(best.size), best], 0.0)
+    return voicing, rate / (a.lags[best] * (a.n_fft / (a.n_fft // 2)))
+
+
+def pitch_columns(stats: FrameStats, voicing_threshold: float) -> np.ndarray:
+    """(n, 2) float32: log2(F0 / 150 Hz) where the frame is voiced (else 0), and the voicing strength."""
+    voiced = stats.voicing > voicing_threshold
+    log_f0 = np.where(voiced, np.log2(np.maximum(stats.f0, 1.0) / PITCH_REFERENCE_HZ), 0.0)
+    return np.stack([log_f0, stats.voicing], axis=1).astype(np.float32)

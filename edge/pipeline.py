@@ -1,8 +1,11 @@
-"""From 16 kHz mono samples to model inputs, window by window. Training and the runtime both call this.
+"""From 16 kHz mono samples to model inputs: one frame analysis, windows as slices of it.
 
-Each analysis window (3 s by default) is denoised if the settings say so, reduced to its speech
-frames, levelled and pre-emphasised, and turned into normalised MFCCs. A window with less than
-``min_speech_seconds`` of speech produces no model input: silence never gets a gender.
+Training, files and streams all go through :class:`FrameCursor`: audio arrives in blocks of any
+size, every frame is analysed once (:func:`edge.features.analyse_frames`), and each analysis window
+(3 s by default) is a slice of those frames, so overlapping windows share all the spectral work. A
+window keeps only its speech frames (:func:`edge.vad.speech_mask`), normalises their cepstra and
+appends the pitch columns. A window with less than ``min_speech_seconds`` of speech produces no
+model input: silence never gets a gender.
 """
 
 from __future__ import annotations
@@ -12,75 +15,173 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clean import denoise, level_and_emphasise
-from .features import window_features
+from .clean import spectral_gate
+from .features import FrameStats, analyse_frames, dct_matrix, normalize_features, pitch_columns
 from .settings import FeatureSettings
-from .vad import speech_mask, speech_samples
+from .vad import speech_mask
+
+LABELS = ("female", "male", "no_speech")
+# Why a clip or window got no gender.
+NO_SPEECH_REASONS = ("too_short", "silence", "not_speech")
+# A window whose p_speech is below this is not speech (music, animals, alarms).
+SPEECH_THRESHOLD = 0.5
+# Stages of the runtime's per-clip timings, in order.
+STAGES = ("decode", "resample", "frames", "speech", "inference")
 
 
 @dataclass(frozen=True)
 class WindowInput:
+    first_frame: int  # absolute index of the window's first frame
     start: float  # seconds from the start of the signal
     end: float
     speech_seconds: float
-    features: np.ndarray | None  # (frames, n_mfcc) float32, None when the window holds too little speech
-    # Per VAD frame (settings.vad_frame_length samples from start): True where speech was found;
-    # None when speech detection is off (the whole window counts as speech).
-    speech_mask: np.ndarray | None = None
+    features: np.ndarray | None  # (speech frames, n_features) float32; None with too little speech
+    speech_mask: np.ndarray  # per frame of the window: True where speech was found
 
 
-def window_starts(n_samples: int, settings: FeatureSettings) -> list[int]:
-    """Start offsets of the analysis windows; a last window is moved back to end with the signal.
+def window_input(stats: FrameStats, settings: FeatureSettings) -> WindowInput:
+    """Model input for the frames of one analysis window."""
+    rate, hop = settings.sample_rate, settings.hop_length
+    mask = speech_mask(stats, settings)
+    n_speech = int(mask.sum())
+    start = stats.start * hop / rate
+    end = ((stats.start + len(stats) - 1) * hop + settings.frame_length) / rate if len(stats) else start
+    features = None
+    if n_speech >= settings.min_speech_frames:
+        cepstra = stats.cepstra[mask]
+        if settings.feature_norm == "none" and settings.rms_normalize:
+            # Level the speech to the target RMS: a gain is a constant on every log-mel band.
+            level = 10.0 * np.log10(np.mean(10.0 ** (stats.energy_db[mask] / 10.0)) + 1e-12)
+            gain_db = settings.target_dbfs - level
+            cepstra = cepstra + gain_db * dct_matrix(settings.n_mfcc, settings.n_mels).sum(axis=1)
+        columns = [cepstra]
+        if settings.pitch:
+            columns.append(pitch_columns(stats, settings.vad_voicing)[mask])
+        features = normalize_window(np.concatenate(columns, axis=1), settings)
+    return WindowInput(stats.start, start, end, n_speech * hop / rate, features, mask)
 
-    That last window is added only when the regular windows miss at least ``min_speech_seconds`` of
-    the end (less could not be judged on its own): a 4.06 s clip would otherwise get a third window
-    60 ms after the second, a near-copy that costs a third of the clip's compute for no information.
+
+def normalize_window(features: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """Normalise the cepstral columns over the window's frames; the pitch columns stay absolute.
+
+    Training calls this again on random crops, so a crop looks like the input for a clip of that length.
     """
-    size, hop = settings.window_samples, settings.window_hop_samples
-    if n_samples <= size:
-        return [0]
-    starts = list(range(0, n_samples - size + 1, hop))
-    if n_samples - (starts[-1] + size) >= min(hop, settings.min_speech_samples):
-        starts.append(n_samples - size)
-    return starts
+    n = settings.n_mfcc
+    out = np.array(features, dtype=np.float32)
+    out[:, :n] = normalize_features(out[:, :n], settings.feature_norm)
+    return out
 
 
-def window_input(
-    segment: np.ndarray, settings: FeatureSettings, start: float = 0.0, timings: dict[str, float] | None = None
-) -> WindowInput:
-    """Model input for one window of audio (at most ``window_seconds`` long).
+class FrameCursor:
+    """Audio in blocks of any size -> frames analysed once -> analysis windows as soon as complete.
 
-    ``timings``, when given, accumulates seconds spent under "clean" (denoise, speech detection,
-    levelling) and "features" (MFCC), for the runtime's per-stage report.
+    Windows are ``window_frames`` long and end every ``step_frames``. For files and training the
+    first window ends when it is full (``grow=False``), and :meth:`finish` adds one window moved
+    back to end with the signal when the regular ones miss enough of its end. A stream
+    (``grow=True``) gets a window at every step from the first, shorter ones included, because a
+    live label cannot wait for a full window.
     """
-    rate = settings.sample_rate
-    t0 = time.perf_counter()
-    denoised = denoise(segment, settings)
-    # Detect speech on the raw window: the gate's "musical noise" residue is bursty and tonal, and
-    # made the detector call gated pink/brown noise speech (6-18 of 192 windows, measured).
-    mask = speech_mask(segment, settings) if settings.vad else None
-    speech = speech_samples(denoised, settings, mask)
-    end = start + len(segment) / rate
-    if speech.size < settings.min_speech_samples:
-        if timings is not None:
-            timings["clean"] = timings.get("clean", 0.0) + time.perf_counter() - t0
-        return WindowInput(start, end, speech.size / rate, None, mask)
-    cleaned = level_and_emphasise(speech, settings)
-    t1 = time.perf_counter()
-    features = window_features(cleaned, settings)
-    if timings is not None:
-        timings["clean"] = timings.get("clean", 0.0) + t1 - t0
-        timings["features"] = timings.get("features", 0.0) + time.perf_counter() - t1
-    return WindowInput(start, end, speech.size / rate, features, mask)
+
+    def __init__(self, settings: FeatureSettings, step_frames: int | None = None, window_frames: int | None = None,
+                 grow: bool = False, timings: dict[str, float] | None = None):
+        self.settings = settings
+        self.window_frames = window_frames or settings.window_frames
+        self.step_frames = step_frames or settings.window_hop_frames
+        self.grow = grow
+        self.timings = timings if timings is not None else {}
+        self.samples = 0  # samples received
+        self._pending = np.zeros(0, dtype=np.float32)  # samples from frame self._frames on
+        self._frames = 0  # frames analysed so far
+        self._stats = FrameStats.empty(0, settings.n_mfcc)  # frames some window may still need
+        self._next_end = self.step_frames if grow else self.window_frames
+        self._last_end = 0
+
+    @property
+    def frames(self) -> int:
+        return self._frames
+
+    def push(self, samples: np.ndarray) -> list[WindowInput]:
+        """Add audio; returns the windows it completed."""
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.size == 0:
+            return []
+        tick = time.perf_counter()
+        self.samples += samples.size
+        if self.settings.noise_reduction:
+            samples = spectral_gate(samples, self.settings.sample_rate)  # per block: the original recipe
+        block = np.concatenate([self._pending, samples]) if self._pending.size else samples
+        stats = analyse_frames(block, self.settings, start=self._frames)
+        self._pending = block[len(stats) * self.settings.hop_length :]
+        self._frames += len(stats)
+        self._stats = FrameStats.join([self._stats, stats])
+        self._add_time("frames", tick)
+        windows = []
+        while self._next_end <= self._frames:
+            windows.append(self._window(self._next_end))
+            self._next_end += self.step_frames
+        self._forget()
+        return windows
+
+    def finish(self) -> list[WindowInput]:
+        """End of input: the window over the end of the signal, if the regular ones left one."""
+        n = self._frames
+        if n == 0 or n <= self._last_end:
+            return []
+        if self._last_end == 0 or self.grow:
+            return [self._window(n)]
+        missed = n - self._last_end
+        if missed >= min(self.step_frames, self.settings.min_speech_frames):
+            return [self._window(n)]
+        return []
+
+    def _window(self, end: int) -> WindowInput:
+        tick = time.perf_counter()
+        self._last_end = end
+        window = window_input(self._stats.rows(max(0, end - self.window_frames), end), self.settings)
+        self._add_time("speech", tick)
+        return window
+
+    def _forget(self) -> None:
+        """Drop frames that no future window can reach (bounded memory on hour-long input)."""
+        keep_from = min(max(0, self._next_end - self.window_frames), max(0, self._frames - self.window_frames))
+        if keep_from > self._stats.start:
+            self._stats = self._stats.rows(keep_from, self._frames)
+            self._stats = FrameStats(self._stats.start, self._stats.cepstra.copy(), self._stats.energy_db.copy(),
+                                     self._stats.voicing.copy(), self._stats.f0.copy())
+
+    def _add_time(self, stage: str, tick: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - tick
 
 
-def window_inputs(y: np.ndarray, settings: FeatureSettings, offset: float = 0.0) -> list[WindowInput]:
-    """Model inputs for every analysis window of a signal."""
-    size, rate = settings.window_samples, settings.sample_rate
-    return [
-        window_input(y[start : start + size], settings, offset + start / rate)
-        for start in window_starts(len(y), settings)
-    ]
+def window_inputs(y: np.ndarray, settings: FeatureSettings, step_frames: int | None = None) -> list[WindowInput]:
+    """Model inputs for every analysis window of a whole signal (training's entry point)."""
+    cursor = FrameCursor(settings, step_frames=step_frames)
+    return cursor.push(y) + cursor.finish()
+
+
+class SpeechUnion:
+    """Seconds of speech in a clip: the union of the windows' speech frames (windows overlap)."""
+
+    def __init__(self, settings: FeatureSettings):
+        self.frame_seconds = settings.frame_seconds
+        self._start = 0  # absolute frame of self._mask[0]
+        self._mask = np.zeros(0, dtype=bool)
+        self._counted = 0
+
+    def add(self, window: WindowInput) -> None:
+        a, b = window.first_frame, window.first_frame + window.speech_mask.size
+        if a > self._start:  # windows arrive in order of start: frames before a are final
+            done = min(a, self._start + self._mask.size) - self._start
+            self._counted += int(self._mask[:done].sum())
+            self._mask, self._start = self._mask[done:], self._start + done
+            if a > self._start:
+                self._mask, self._start = np.zeros(0, dtype=bool), a
+        if b - self._start > self._mask.size:
+            self._mask = np.concatenate([self._mask, np.zeros(b - self._start - self._mask.size, dtype=bool)])
+        self._mask[a - self._start : b - self._start] |= window.speech_mask
+
+    def seconds(self) -> float:
+        return (self._counted + int(self._mask.sum())) * self.frame_seconds
 
 
 def aggregate(probabilities: np.ndarray, speech_seconds: np.ndarray) -> float:
@@ -92,3 +193,12 @@ def aggregate(probabilities: np.ndarray, speech_seconds: np.ndarray) -> float:
     if weights.sum() <= 0:
         return float(probabilities.mean())
     return float(np.average(probabilities, weights=weights))
+
+
+def decide(p_female: float | None, threshold: float) -> tuple[str, float | None]:
+    """Label and confidence from a probability; None means no speech was heard."""
+    if p_female is None:
+        return "no_speech", None
+    if p_female >= threshold:
+        return "female", float(p_female)
+    return "male", float(1.0 - p_female)

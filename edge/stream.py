@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audio import _downmix, _to_float32
-from .detector import decide
 from .errors import InvalidSamplesError
-from .pipeline import window_input
+from .pipeline import SPEECH_THRESHOLD, FrameCursor, WindowInput, decide
 
 if TYPE_CHECKING:  # pragma: no cover
     from .detector import Detector
@@ -39,7 +38,8 @@ class StreamEvent:
     label: str  # female | male | no_speech, after smoothing
     p_female: float | None  # smoothed probability of female; None without speech
     confidence: float | None
-    speech: bool  # the latest window held enough speech to judge
+    speech: bool  # the latest window held enough speech to judge (and, for models that can tell, was speech)
+    reason: str | None  # for no_speech: "silence" (not enough speech) or "not_speech" (music, other sounds)
     window_p_female: float | None  # the latest window alone
     speech_seconds: float  # speech in the latest window
     latency_ms: float  # time spent on the latest window (features + inference)
@@ -84,7 +84,7 @@ class _ChunkResampler:
 class StreamingDetector:
     """Live detection over a rolling window; see the module documentation."""
 
-    def __init__(self, detector: "Detector", hop_seconds: float = 0.5, window_seconds: float | None = None,
+    def __init__(self, detector: Detector, hop_seconds: float = 0.5, window_seconds: float | None = None,
                  smoothing: int = 3, update_seconds: float = 1.0, threshold: float | None = None,
                  min_speech_seconds: float = 1.0):
         settings = detector.settings
@@ -105,17 +105,14 @@ class StreamingDetector:
         # A window judged on half a second of speech was wrong on the bundled two-speaker clip (the
         # first window called the woman male); live output waits for more. Never below the model's own.
         self.min_speech_seconds = max(float(min_speech_seconds), settings.min_speech_seconds)
-        self._window = int(round(self.window_seconds * self.rate))
-        self._hop = max(1, int(round(self.hop_seconds * self.rate)))
         self._resampler = _ChunkResampler(self.rate)
         self.reset()
 
     def reset(self) -> None:
         """Forget all audio and history (e.g. between visitors of a kiosk)."""
         self._resampler.finish()
-        self._buffer = np.zeros(0, dtype=np.float32)
-        self._received = 0  # samples at the model rate
-        self._next_run = self._hop
+        self._cursor = FrameCursor(self.settings, step_frames=self.settings.frames_in(self.hop_seconds),
+                                   window_frames=self.settings.frames_in(self.window_seconds), grow=True)
         self._history: deque[tuple[float, float]] = deque(maxlen=self.smoothing)
         self._label: str | None = None
         self._last_event_time = 0.0
@@ -125,7 +122,7 @@ class StreamingDetector:
     @property
     def seconds(self) -> float:
         """Audio received so far, in seconds."""
-        return self._received / self.rate
+        return self._cursor.samples / self.rate
 
     def feed(self, chunk: np.ndarray, sample_rate: int) -> list[StreamEvent]:
         """Add audio of shape (samples,) or (samples, channels); returns the events it caused."""
@@ -141,55 +138,53 @@ class StreamingDetector:
     def flush(self) -> list[StreamEvent]:
         """End of input: process what is left, including a final partial hop."""
         events = self._push(self._resampler.finish())
-        if self._received > self._next_run - self._hop and self._received >= self.min_speech_seconds * self.rate:
-            events.append(self._run())
-            self._next_run = self._received + self._hop
+        tick = time.perf_counter()
+        windows = self._cursor.finish()
+        events += [self._judge(w, tick) for w in windows if self._long_enough(w)]
         return [e for e in events if e is not None]
 
-    def _push(self, samples: np.ndarray) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        # Walk through the new samples hop by hop so that a large chunk gives the same windows as
-        # the same audio fed in small chunks.
-        while samples.size:
-            take = min(samples.size, self._next_run - self._received)
-            self._buffer = np.concatenate([self._buffer, samples[:take]])[-self._window :]
-            self._received += take
-            samples = samples[take:]
-            if self._received >= self._next_run:
-                self._next_run += self._hop
-                if self._received >= self.min_speech_seconds * self.rate:
-                    event = self._run()
-                    if event is not None:
-                        events.append(event)
-        return events
+    def _long_enough(self, window: WindowInput) -> bool:
+        return window.end >= self.min_speech_seconds - 1e-9
 
-    def _run(self) -> StreamEvent | None:
+    def _push(self, samples: np.ndarray) -> list[StreamEvent]:
         tick = time.perf_counter()
-        now = self.seconds
-        window = window_input(self._buffer, self.settings, now - self._buffer.size / self.rate)
+        events = []
+        for window in self._cursor.push(samples):
+            if self._long_enough(window):
+                events.append(self._judge(window, tick))
+                tick = time.perf_counter()
+        return [e for e in events if e is not None]
+
+    def _judge(self, window: WindowInput, tick: float) -> StreamEvent | None:
+        now = window.end
         self.windows += 1
-        p_window = None
-        if window.features is None or window.speech_seconds < self.min_speech_seconds - 1e-9:
-            self._history.clear()
+        p_window = p_speech = None
+        if window.features is not None and window.speech_seconds >= self.min_speech_seconds - 1e-9:
+            p_female, p_speech_all = self.detector.infer([window.features])
+            p_speech = None if np.isnan(p_speech_all[0]) else float(p_speech_all[0])
+            if p_speech is None or p_speech >= SPEECH_THRESHOLD:
+                p_window = float(p_female[0])
+        if p_window is None:
+            self._history.clear()  # the next voice starts from a clean slate
         else:
-            p_window = float(self.detector.infer([window.features])[0])
             self._history.append((p_window, max(window.speech_seconds, 1e-3)))
-        p_female = None
+        p_female_smooth = None
         if self._history:
             probs, weights = zip(*self._history)
-            p_female = float(np.average(probs, weights=weights))
-        label, confidence = decide(p_female, self.threshold)
+            p_female_smooth = float(np.average(probs, weights=weights))
+        label, confidence = decide(p_female_smooth, self.threshold)
+        reason = None if label != "no_speech" else ("not_speech" if p_speech is not None and p_window is None
+                                                   else "silence")
         latency_ms = (time.perf_counter() - tick) * 1000.0
         if label != self._label:
             kind = "decision"
         elif now - self._last_event_time >= self.update_seconds - 1e-9:
             kind = "update"
         else:
-            self._label = label
             return None
         self._label = label
         self._last_event_time = now
-        event = StreamEvent(kind, round(now, 3), label, p_female, confidence, p_window is not None, p_window,
-                            round(window.speech_seconds, 3), round(latency_ms, 3))
+        event = StreamEvent(kind, round(now, 3), label, p_female_smooth, confidence, p_window is not None, reason,
+                            p_window, round(window.speech_seconds, 3), round(latency_ms, 3))
         self.last_event = event
         return event

@@ -10,6 +10,7 @@ All functions take and return mono float32 at ``sr`` and draw randomness only fr
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -35,6 +36,15 @@ class AugmentConfig:
     # new, similar speaker. +-10 % is under 2 semitones: far too little to change apparent gender.
     p_speed: float = 0.0
     speed: tuple[float, float] = (0.9, 1.1)
+    # Music or other sounds under the voice (a shop, a kiosk): speech over music is still speech.
+    p_music: float = 0.0
+    music_snr_db: tuple[float, float] = (0.0, 20.0)
+    music_files: tuple[str, ...] = ()
+    # Cheap-microphone faults: hard clipping after a drive of x2-x30, and a DC offset.
+    p_clip: float = 0.0
+    clip_drive: tuple[float, float] = (2.0, 30.0)
+    p_dc: float = 0.0
+    dc_offset: tuple[float, float] = (0.005, 0.08)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,7 +52,8 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "AugmentConfig":
         data = dict(data)
-        for key in ("rt60", "snr_db", "cutoffs_hz", "codecs", "gain_db", "speed"):
+        for key in ("rt60", "snr_db", "cutoffs_hz", "codecs", "gain_db", "speed", "music_snr_db", "music_files",
+                    "clip_drive", "dc_offset"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -127,6 +138,32 @@ def add_noise(y: np.ndarray, rng: np.random.Generator, snr_db: float, colour: st
     return (y + level * coloured_noise(len(y), rng, colour)).astype(np.float32)
 
 
+@lru_cache(maxsize=64)
+def _music(path: str, sr: int) -> np.ndarray:
+    from edge.audio import load_audio
+
+    return load_audio(path, sr)[0]
+
+
+def add_music(y: np.ndarray, sr: int, rng: np.random.Generator, files: tuple[str, ...], snr_db: float) -> np.ndarray:
+    """A random excerpt of a random file from ``files`` under the voice at ``snr_db``."""
+    music = _music(str(rng.choice(files)), sr)
+    if music.size == 0 or _rms(music) < 1e-6:
+        return y
+    if music.size < y.size:
+        music = np.tile(music, int(np.ceil(y.size / music.size)))
+    start = int(rng.integers(0, music.size - y.size + 1))
+    bed = music[start : start + y.size]
+    level = _rms(y) / (10.0 ** (snr_db / 20.0)) / (_rms(bed) + 1e-9)
+    return (y + level * bed).astype(np.float32)
+
+
+def clip(y: np.ndarray, drive: float) -> np.ndarray:
+    """An overdriven input stage: ``drive`` times louder, then cut at full scale."""
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    return np.clip(y / max(peak, 1e-9) * drive, -1.0, 1.0).astype(np.float32)
+
+
 def mu_law(y: np.ndarray, bits: int = 8) -> np.ndarray:
     """G.711-style companding quantisation (the telephone network)."""
     mu = 2**bits - 1
@@ -204,6 +241,8 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentCon
         y = synthetic_reverb(y, sr, rng, float(rng.uniform(*config.rt60)))
     if rng.random() < config.p_eq:
         y = random_eq(y, sr, rng, config.eq_db)
+    if config.p_music and config.music_files and rng.random() < config.p_music:
+        y = add_music(y, sr, rng, config.music_files, float(rng.uniform(*config.music_snr_db)))
     if rng.random() < config.p_noise:
         y = add_noise(y, rng, float(rng.uniform(*config.snr_db)), str(rng.choice(["white", "pink", "brown"])))
     if rng.random() < config.p_band_limit:
@@ -221,4 +260,9 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentCon
     gain = 10.0 ** (rng.uniform(*config.gain_db) / 20.0)
     if peak * gain > 0.99:
         gain = 0.99 / max(peak, 1e-9)
-    return np.nan_to_num(y * gain).astype(np.float32)
+    y = np.nan_to_num(y * gain).astype(np.float32)
+    if config.p_clip and rng.random() < config.p_clip:
+        y = clip(y, float(rng.uniform(*config.clip_drive)))
+    if config.p_dc and rng.random() < config.p_dc:
+        y = (y + float(rng.choice([-1, 1]) * rng.uniform(*config.dc_offset))).astype(np.float32)
+    return y

@@ -53,12 +53,15 @@ def _cells(value: str) -> tuple[str, ...]:
 @click.option("--reports-dir", default="reports", show_default=True, type=click.Path(file_okay=False))
 @click.option("--threads", type=int, help="TensorFlow intra-op threads (default 2).")
 @click.option("--workers", type=int, help="Processes for feature extraction (default 2).")
+@click.option("--nonspeech", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Extra folder of non-speech audio for the speech output (repeatable); the installed "
+                   "packages' sounds and synthetic clips are always used when the recipe trains that output.")
 @click.option("--no-mlflow", is_flag=True, help="Do not track the run in MLflow.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(data, preset, config_file, cells, out, seed, epochs, patience, batch_size, learning_rate, steps_per_epoch,
           units, layers, bidirectional, pooling, dense_units, dropout, augment_variants, feature_norm,
           window_hop_seconds, vad, balance, loco, baseline, no_final, cache_dir, reports_dir, threads, workers,
-          no_mlflow, quiet) -> None:
+          nonspeech, no_mlflow, quiet) -> None:
     """Train LSTM, RNN and GRU voice-gender models and evaluate them on unseen speakers and corpora."""
     from edge.errors import require
 
@@ -90,7 +93,7 @@ def train(data, preset, config_file, cells, out, seed, epochs, patience, batch_s
         config = apply_overrides(config, overrides)
         options = RunOptions(data=list(data), out=out, cells=_cells(cells), loco=loco, baseline=baseline,
                              final=not no_final, mlflow=not no_mlflow, cache_dir=cache_dir, reports_dir=reports_dir,
-                             progress=not quiet)
+                             progress=not quiet, nonspeech=tuple(nonspeech))
         if not options.final and not options.loco:
             raise click.UsageError("--no-final without --loco leaves nothing to train")
         summary = run(config, options)

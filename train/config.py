@@ -16,8 +16,10 @@ from edge.settings import ORIGINAL_SETTINGS, FeatureSettings
 from .augment import AugmentConfig
 from .models import CELLS, ORIGINAL_CONFIG, ModelConfig
 
-LICENSE = ("Trained on RAVDESS (CC BY-NC-SA 4.0, Livingstone & Russo 2018), URDU-Dataset (research use, "
-           "Latif et al. 2018) and the original project's Indonesian recordings: non-commercial use only")
+LICENSE = ("Trained on 17 corpora including RAVDESS (CC BY-NC-SA 4.0, Livingstone & Russo 2018), TESS "
+           "(CC BY-NC-ND 4.0), URDU-Dataset (research use, Latif et al. 2018), speechocean762, Common Voice (CC0), "
+           "CMU ARCTIC, BAVED, LOTUS and small Kaldi sets (research use) and the original project's Indonesian "
+           "recordings: non-commercial research use only; see models/README.md")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class TrainConfig:
     steps_per_epoch: int = 0
     # Sample so that every (corpus, label) stratum contributes equally.
     balance: bool = False
+    # Share of each batch drawn from non-speech recordings (0 = no speech output is trained).
+    nonspeech_fraction: float = 0.0
     # Random crops of each batch to one length, in MFCC frames (0 = only crop to the batch minimum).
     crop_min_frames: int = 0
     crop_max_frames: int = 0
@@ -55,7 +59,7 @@ class TrainConfig:
 
     def model_config(self, cell: str) -> ModelConfig:
         base = self.models.get(cell) or self.models.get("*") or ModelConfig()
-        return replace(base, cell=cell, n_mfcc=self.features.n_mfcc)
+        return replace(base, cell=cell, n_features=self.features.n_features, speech_head=self.nonspeech_fraction > 0)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -97,24 +101,26 @@ def _original() -> TrainConfig:
 
 
 def _default() -> TrainConfig:
-    # Measured on leave-one-corpus-out (see /work/artifacts/loco_table.md): per-window CMN beat raw
-    # MFCCs and CMVN, channel augmentation fixed the Opus/AAC gap, and a single 64-unit layer with
-    # mean+max pooling over time generalised as well as deeper stacks at a fraction of the CPU time.
+    # Frames every 20 ms with pitch and voicing beside 30 window-normalised cepstra (edge.settings),
+    # channel, music, clipping and DC augmentation, corpus x gender balanced batches with a share of
+    # non-speech for the speech output, one 64-unit layer with mean+max pooling over time.
     base = ModelConfig(units=64, layers=1, bidirectional=False, pooling="meanmax", dense_units=32, dropout=0.3)
+    settings = FeatureSettings()
     return TrainConfig(
         preset="default",
-        features=FeatureSettings(feature_norm="cmn", vad=True),
+        features=settings,
         models={"lstm": base, "gru": base, "rnn": base},
         learning_rate=2e-3,
         batch_size=64,
         epochs=15,
         patience=5,
         label_smoothing=0.05,
-        steps_per_epoch=80,
+        steps_per_epoch=100,
         balance=True,
-        crop_min_frames=16,
-        crop_max_frames=94,
-        augment=AugmentConfig(variants=3),
+        nonspeech_fraction=0.2,
+        crop_min_frames=settings.min_speech_frames,
+        crop_max_frames=settings.window_frames,
+        augment=AugmentConfig(variants=3, p_music=0.25, p_clip=0.1, p_dc=0.1),
     )
 
 

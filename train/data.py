@@ -21,9 +21,17 @@ from typing import Iterable, Sequence
 from edge.audio import AUDIO_EXTENSIONS
 
 LABELS = ("male", "female")
+NONSPEECH = "nonspeech"  # the label of music, noise and other sounds (speech detector training)
 LABEL_ALIASES = {"female": "female", "male": "male", "cewe": "female", "cowo": "male", "f": "female", "m": "male"}
 SHARED_CORPORA = ("indonesian", "ravdess", "urdu")
 SPLITS = ("train", "val", "test")
+# Corpora of children's voices: boys and girls overlap before puberty; reported apart from adults.
+CHILDREN_SUFFIX = "_children"
+# Leave-one-corpus-out units: small corpora are held out together with others of their kind.
+LOCO_GROUPS = {
+    "sanskrit": "read_small", "bangla": "read_small", "polish": "read_small", "thai_class": "read_small",
+    "arctic": "read_small", "hindi_digits": "digits", "spanish_digits": "digits",
+}
 
 
 class DataError(ValueError):
@@ -40,8 +48,21 @@ class Recording:
 
     @property
     def y(self) -> int:
-        """1 for female (the model's positive class, ``p_female``), 0 for male."""
-        return int(self.label == "female")
+        """1 for female (the model's positive class, ``p_female``), 0 for male, -1 for non-speech."""
+        return -1 if self.label == NONSPEECH else int(self.label == "female")
+
+    @property
+    def is_speech(self) -> bool:
+        return self.label != NONSPEECH
+
+    @property
+    def is_child(self) -> bool:
+        return self.corpus.endswith(CHILDREN_SUFFIX)
+
+    @property
+    def loco_group(self) -> str:
+        """The unit a leave-one-corpus-out fold holds out."""
+        return LOCO_GROUPS.get(self.corpus, self.corpus)
 
     @property
     def format(self) -> str:
@@ -165,21 +186,32 @@ def load_urdu(root: str | Path) -> list[Recording]:
 ADAPTERS = {"indonesian": load_indonesian, "ravdess": load_ravdess, "urdu": load_urdu}
 
 
+def is_corpus(folder: Path) -> bool:
+    """A corpus folder: a known adapter's, or label folders (female/male, cewe/cowo) beside speakers.csv."""
+    if folder.name in ADAPTERS:
+        return True
+    return (folder / "speakers.csv").is_file() and any(
+        (folder / name).is_dir() for name in LABEL_ALIASES)
+
+
+def load_corpus(folder: Path) -> list[Recording]:
+    adapter = ADAPTERS.get(folder.name)
+    return adapter(folder) if adapter else load_folder(folder)
+
+
 def load_path(path: str | Path) -> list[Recording]:
-    """One ``--data`` argument: the shared root (its three corpora), a shared corpus, or a label folder."""
+    """One ``--data`` argument: a root of corpora (every corpus folder in it), one corpus, or a label folder."""
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"{path}: no such folder")
-    children = {p.name for p in path.iterdir() if p.is_dir()}
-    if children & set(SHARED_CORPORA) and not children & set(LABEL_ALIASES):
+    children = sorted(p for p in path.iterdir() if p.is_dir())
+    corpora = [p for p in children if is_corpus(p)]
+    if corpora and not any(p.name.lower() in LABEL_ALIASES for p in children):
         recordings = []
-        for name in SHARED_CORPORA:
-            if name in children:
-                recordings += ADAPTERS[name](path / name)
+        for folder in corpora:
+            recordings += load_corpus(folder)
         return recordings
-    if path.name in ADAPTERS:
-        return ADAPTERS[path.name](path)
-    return load_folder(path)
+    return load_corpus(path)
 
 
 def dedupe(recordings: Iterable[Recording]) -> tuple[list[Recording], list[tuple[Recording, Recording]]]:
@@ -287,21 +319,23 @@ def speaker_split(
 
 
 def loco_folds(recordings: Sequence[Recording], val_fraction: float = 0.1, seed: int = 0) -> list[dict]:
-    """Leave-one-corpus-out: for each corpus, train (and validate) on the others, test on it.
+    """Leave-one-corpus-out: for each adult corpus (or group of small ones), train (and validate) on
+    the others, test on it. Children and non-speech recordings are never held out: they stay in
+    training in every fold (the children are evaluated separately).
 
     Validation speakers come from the training corpora only; the held-out corpus is never seen.
     """
-    corpora = sorted({r.corpus for r in recordings})
-    if len(corpora) < 2:
+    groups = sorted({r.loco_group for r in recordings if r.is_speech and not r.is_child})
+    if len(groups) < 2:
         raise ValueError("leave-one-corpus-out needs at least two corpora")
     folds = []
-    for held_out in corpora:
-        rest = [r for r in recordings if r.corpus != held_out]
+    for held_out in groups:
+        rest = [r for r in recordings if r.loco_group != held_out or not r.is_speech or r.is_child]
         split = speaker_split(rest, (1.0 - val_fraction, val_fraction, 0.0), seed=seed)
         folds.append({
             "held_out": held_out,
             "train": split["train"],
             "val": split["val"],
-            "test": [r for r in recordings if r.corpus == held_out],
+            "test": [r for r in recordings if r.loco_group == held_out and r.is_speech and not r.is_child],
         })
     return folds

@@ -30,7 +30,7 @@ from edge.settings import FeatureSettings
 from .augment import AugmentConfig, augment
 from .data import Recording
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 ENVELOPE_SECONDS = 0.05
 
 
@@ -43,7 +43,7 @@ def default_cache_dir() -> Path:
 class Windows:
     """A flat list of model inputs with where each came from."""
 
-    features: list[np.ndarray] = field(default_factory=list)  # (frames, n_mfcc) float32 each
+    features: list[np.ndarray] = field(default_factory=list)  # (frames, n_features) float32 each
     speech: list[float] = field(default_factory=list)  # seconds of speech in the window
     recording: list[int] = field(default_factory=list)  # index into the recording list
     variant: list[int] = field(default_factory=list)  # 0 = clean
@@ -69,12 +69,13 @@ def pipeline_fingerprint() -> str:
     import edge.clean
     import edge.features
     import edge.pipeline
+    import edge.settings
     import edge.vad
 
     from . import augment as augment_module
 
     digest = hashlib.sha256()
-    for module in (edge.audio, edge.clean, edge.features, edge.pipeline, edge.vad, augment_module):
+    for module in (edge.audio, edge.clean, edge.features, edge.pipeline, edge.vad, edge.settings, augment_module):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 
@@ -111,10 +112,10 @@ def _write_atomic(path: Path, **arrays: np.ndarray) -> None:
             os.unlink(tmp)
 
 
-def _pack(windows, envelope: np.ndarray, n_mfcc: int) -> dict[str, np.ndarray]:
+def _pack(windows, envelope: np.ndarray, n_features: int) -> dict[str, np.ndarray]:
     kept = [w for w in windows if w.features is not None]
     return {
-        "features": (np.concatenate([w.features for w in kept]) if kept else np.zeros((0, n_mfcc), np.float32)),
+        "features": (np.concatenate([w.features for w in kept]) if kept else np.zeros((0, n_features), np.float32)),
         "lengths": np.array([w.features.shape[0] for w in kept], dtype=np.int64),
         "speech": np.array([w.speech_seconds for w in kept], dtype=np.float64),
         "envelope": envelope.astype(np.float32),
@@ -154,17 +155,16 @@ def _extract_one(task: tuple) -> tuple[int, dict[int, dict[str, np.ndarray]], st
         return index, {}, f"{path}: {exc}"
     out = {}
     envelope = loudness_envelope(y, settings.sample_rate)
-    # Augmented copies: non-overlapping windows (fewer, still every second of speech once).
-    train_settings = settings.with_changes(window_hop_seconds=max(settings.window_hop_seconds,
-                                                                   settings.window_seconds))
     for variant in variants:
         if variant == 0:
             windows = window_inputs(y, settings)
         else:
             digest = int(hashlib.sha256(f"{seed}:{sha}:{variant}".encode()).hexdigest()[:16], 16)
             rng = np.random.default_rng(digest)
-            windows = window_inputs(augment(y, settings.sample_rate, rng, augment_config), train_settings)
-        packed = _pack(windows, envelope, settings.n_mfcc)
+            # Augmented copies: non-overlapping windows (fewer, still every second of speech once).
+            windows = window_inputs(augment(y, settings.sample_rate, rng, augment_config), settings,
+                                    step_frames=settings.window_frames)
+        packed = _pack(windows, envelope, settings.n_features)
         key = cache_key(sha, settings, augment_config, variant, seed)
         _write_atomic(_cache_path(Path(cache_dir), key), **packed)
         out[variant] = packed

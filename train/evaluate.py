@@ -12,57 +12,69 @@ from typing import Sequence
 
 import numpy as np
 
-from edge.pipeline import aggregate
+from edge.pipeline import SPEECH_THRESHOLD, aggregate
 
 from .data import Recording
 from .dataset import Windows
 
 
-def predict_windows(model, windows: Windows, batch_size: int = 256) -> np.ndarray:
-    """p_female for every window; windows of one length are batched together (no padding, no mask)."""
-    probs = np.zeros(len(windows), dtype=np.float64)
+def predict_windows(model, windows: Windows, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(p_female, p_speech) for every window (p_speech NaN for a model without that output); windows
+    of one length are batched together (no padding, no mask)."""
+    p_female = np.zeros(len(windows), dtype=np.float64)
+    p_speech = np.full(len(windows), np.nan)
     if not len(windows):
-        return probs
+        return p_female, p_speech
     lengths = windows.lengths
     for length in np.unique(lengths):
         idx = np.flatnonzero(lengths == length)
         for start in range(0, idx.size, batch_size):
             chunk = idx[start : start + batch_size]
             x = np.stack([windows.features[i] for i in chunk]).astype(np.float32)
-            probs[chunk] = np.asarray(model.predict_on_batch(x)).reshape(-1)
-    return probs
+            out = model.predict_on_batch(x)
+            outputs = out if isinstance(out, (list, tuple)) else [out]
+            p_female[chunk] = np.asarray(outputs[0]).reshape(-1)
+            if len(outputs) > 1:
+                p_speech[chunk] = np.asarray(outputs[1]).reshape(-1)
+    return p_female, p_speech
 
 
 @dataclass
 class ClipScores:
     recordings: list[Recording]
-    p_female: np.ndarray  # NaN where the recording had no speech window
-    y: np.ndarray
+    p_female: np.ndarray  # NaN where the clip got no gender (no window held speech the model accepted)
+    y: np.ndarray  # 1 female, 0 male, -1 non-speech
+    heard: np.ndarray | None = None  # some window held enough speech for the model (else: silence)
 
     @property
     def has_speech(self) -> np.ndarray:
         return ~np.isnan(self.p_female)
 
-    def subset(self, mask: np.ndarray) -> "ClipScores":
+    def subset(self, mask: np.ndarray) -> ClipScores:
         idx = np.flatnonzero(mask)
-        return ClipScores([self.recordings[i] for i in idx], self.p_female[idx], self.y[idx])
+        heard = None if self.heard is None else self.heard[idx]
+        return ClipScores([self.recordings[i] for i in idx], self.p_female[idx], self.y[idx], heard)
 
 
-def clip_scores(recordings: Sequence[Recording], windows: Windows, window_probs: np.ndarray,
+def clip_scores(recordings: Sequence[Recording], windows: Windows, p_female: np.ndarray, p_speech: np.ndarray,
                 indices: Sequence[int]) -> ClipScores:
-    """Aggregate clean (variant 0) windows per recording with :func:`edge.pipeline.aggregate`."""
+    """Aggregate clean (variant 0) windows per recording as the runtime does: windows the speech
+    output rejects get no vote, the rest are averaged weighted by their speech."""
     by_rec: dict[int, list[int]] = defaultdict(list)
     for i, (rec, variant) in enumerate(zip(windows.recording, windows.variant)):
         if variant == 0:
             by_rec[rec].append(i)
     speech = np.asarray(windows.speech)
+    accepted = np.isnan(p_speech) | (p_speech >= SPEECH_THRESHOLD)
     p = np.full(len(indices), np.nan)
+    heard = np.zeros(len(indices), dtype=bool)
     for k, index in enumerate(indices):
-        members = by_rec.get(index)
+        members = [i for i in by_rec.get(index, []) if accepted[i]]
+        heard[k] = bool(by_rec.get(index))
         if members:
-            p[k] = aggregate(window_probs[members], speech[members])
+            p[k] = aggregate(p_female[members], speech[members])
     recs = [recordings[i] for i in indices]
-    return ClipScores(recs, p, np.array([r.y for r in recs], dtype=np.int64))
+    return ClipScores(recs, p, np.array([r.y for r in recs], dtype=np.int64), heard)
 
 
 def equal_error(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
@@ -76,11 +88,19 @@ def equal_error(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
 
 
 def clip_metrics(scores: ClipScores, threshold: float = 0.5) -> dict:
-    """Accuracy, precision/recall/F1 (female = positive), ROC AUC, EER and its threshold."""
+    """Balanced accuracy (mean of female and male recall: the headline), accuracy, per-sex recall,
+    precision/F1 (female = positive), ROC AUC, EER, reliability of confident answers, and the clips
+    lost to ``no_speech``. Non-speech clips: the share that correctly got no gender."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
 
-    speech = scores.subset(scores.has_speech)
-    out: dict = {"n_clips": len(scores.recordings), "n_no_speech": int((~scores.has_speech).sum())}
+    nonspeech = scores.y < 0
+    out: dict = {"n_clips": len(scores.recordings), "n_no_speech": int((~scores.has_speech & ~nonspeech).sum())}
+    if nonspeech.any():
+        out["n_nonspeech"] = int(nonspeech.sum())
+        out["nonspeech_rejected"] = float(np.mean(~scores.has_speech[nonspeech]))
+    speech = scores.subset(scores.has_speech & ~nonspeech)
+    if (~nonspeech).any():
+        out["no_speech_rate"] = out["n_no_speech"] / int((~nonspeech).sum())
     if not len(speech.recordings):
         return out
     pred = (speech.p_female >= threshold).astype(int)
@@ -94,7 +114,13 @@ def clip_metrics(scores: ClipScores, threshold: float = 0.5) -> dict:
         "confusion": confusion_matrix(y, pred, labels=[0, 1]).tolist(),
         "n_female": int(y.sum()),
         "n_male": int((1 - y).sum()),
+        "recall_female": float(np.mean(pred[y == 1] == 1)) if np.any(y == 1) else None,
+        "recall_male": float(np.mean(pred[y == 0] == 0)) if np.any(y == 0) else None,
     })
+    confidence = np.where(pred == 1, speech.p_female, 1.0 - speech.p_female)
+    confident = confidence >= 0.9
+    out["confident_share"] = float(np.mean(confident))
+    out["confident_accuracy"] = float(np.mean(pred[confident] == y[confident])) if confident.any() else None
     if len(np.unique(y)) == 2:
         eer, eer_threshold = equal_error(y, speech.p_female)
         out.update({"roc_auc": float(roc_auc_score(y, speech.p_female)), "eer": eer, "eer_threshold": eer_threshold})
@@ -122,8 +148,8 @@ def evaluate(model, recordings: Sequence[Recording], windows: Windows, indices: 
     wanted = set(indices)
     mask = np.array([r in wanted and v == 0 for r, v in zip(windows.recording, windows.variant)], dtype=bool)
     subset = windows.select(mask) if len(windows) else windows
-    probs = predict_windows(model, subset)
-    scores = clip_scores(recordings, subset, probs, list(indices))
+    p_female, p_speech = predict_windows(model, subset)
+    scores = clip_scores(recordings, subset, p_female, p_speech, list(indices))
     metrics = clip_metrics(scores, threshold)
     metrics["per_corpus"] = grouped_metrics(scores, lambda r: r.corpus, threshold)
     indo = scores.subset(np.array([r.corpus == "indonesian" for r in scores.recordings], dtype=bool))

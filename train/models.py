@@ -1,12 +1,15 @@
 """Keras architectures for the three recurrent cells. The export step relies on this exact layout.
 
 Layout (names matter to the exporter):
-    Input "features" (batch, time, n_mfcc)
+    Input "features" (batch, time, n_features)
     -> ``layers`` recurrent layers "rnn_0".."rnn_{k-1}" (LSTM / GRU / SimpleRNN, tanh, sigmoid gates,
        GRU reset_after=True), each optionally Bidirectional; all but the last return sequences,
        the last returns sequences too when pooling is "mean" or "meanmax"
     -> pooling over time: "last" (final state), "mean", or "meanmax" (concat of mean and max)
     -> Dropout -> optional Dense "hidden" (ReLU) -> Dense "p_female" (1, sigmoid)
+                                                 \-> Dense "p_speech" (1, sigmoid), when ``speech_head``
+``p_speech`` is the probability that the window is speech at all (music, animals and alarms that
+passed the cheap speech detector get a low one); ``p_female`` is trained on speech windows only.
 No masking: batches hold windows of one length, and the time axis stays dynamic.
 """
 
@@ -27,7 +30,8 @@ class ModelConfig:
     pooling: str = "last"
     dense_units: int = 0
     dropout: float = 0.2
-    n_mfcc: int = 13
+    n_features: int = 13
+    speech_head: bool = False
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -47,7 +51,7 @@ def build_model(config: ModelConfig):
     from keras import layers
 
     cell_class = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}[config.cell]
-    inputs = keras.Input(shape=(None, config.n_mfcc), name="features", dtype="float32")
+    inputs = keras.Input(shape=(None, config.n_features), name="features", dtype="float32")
     x = inputs
     for index in range(config.layers):
         last = index == config.layers - 1
@@ -67,6 +71,8 @@ def build_model(config: ModelConfig):
     if config.dense_units:
         x = layers.Dense(config.dense_units, activation="relu", name="hidden")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="p_female")(x)
+    if config.speech_head:
+        outputs = [outputs, layers.Dense(1, activation="sigmoid", name="p_speech")(x)]
     return keras.Model(inputs, outputs, name=f"gvd_{config.cell}")
 
 

@@ -40,7 +40,7 @@ def _json_default(value: Any):
 def classification_report_text(scores: ClipScores, threshold: float) -> str:
     from sklearn.metrics import classification_report
 
-    speech = scores.subset(scores.has_speech)
+    speech = scores.subset(scores.has_speech & (scores.y >= 0))
     if not len(speech.recordings):
         return "no clip had speech\n"
     pred = (speech.p_female >= threshold).astype(int)
@@ -54,7 +54,9 @@ def confusion_png(path: Path, scores: ClipScores, threshold: float, title: str) 
     from sklearn.metrics import confusion_matrix
 
     plt = _plt()
-    speech = scores.subset(scores.has_speech)
+    speech = scores.subset(scores.has_speech & (scores.y >= 0))
+    if not len(speech.recordings):
+        return
     matrix = confusion_matrix(speech.y, (speech.p_female >= threshold).astype(int), labels=[0, 1])
     fig, ax = plt.subplots(figsize=(4, 3.6))
     ax.imshow(matrix, cmap="Blues")
@@ -76,7 +78,7 @@ def roc_png(path: Path, curves: dict[str, ClipScores], title: str) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.5, 4))
     for name, scores in curves.items():
-        speech = scores.subset(scores.has_speech)
+        speech = scores.subset(scores.has_speech & (scores.y >= 0))
         if len(np.unique(speech.y)) < 2:
             continue
         fpr, tpr, _ = roc_curve(speech.y, speech.p_female)

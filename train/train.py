@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
 
-from edge.features import normalize_features
+from edge.pipeline import normalize_window
 
 from .config import TrainConfig
 from .data import Recording
@@ -52,20 +52,27 @@ class TrainSet:
     """Windows with their label and (corpus, label) stratum."""
 
     windows: Windows
-    y: np.ndarray
+    y: np.ndarray  # 1 female, 0 male, -1 non-speech (no gender target)
     strata: np.ndarray
     corpus: np.ndarray  # corpus index of each window (for the adversarial head)
+    speech_strata: np.ndarray  # per stratum code: True when the stratum is speech
 
     @classmethod
     def build(cls, windows: Windows, recordings: Sequence[Recording], indices: Sequence[int],
-              variants: bool = True) -> "TrainSet":
+              variants: bool = True) -> TrainSet:
         wanted = set(indices)
         mask = np.array([r in wanted and (variants or v == 0) for r, v in zip(windows.recording, windows.variant)],
                         dtype=bool)
         subset = windows.select(mask) if len(windows) else windows
         y = np.array([recordings[r].y for r in subset.recording], dtype=np.float32)
-        strata = _codes([f"{recordings[r].corpus}/{recordings[r].label}" for r in subset.recording])
-        return cls(subset, y, strata, _codes([recordings[r].corpus for r in subset.recording]))
+        names = [f"{recordings[r].corpus}/{recordings[r].label}" for r in subset.recording]
+        strata = _codes(names)
+        speech_strata = np.array([not name.endswith("/nonspeech") for name in sorted(set(names))], dtype=bool)
+        return cls(subset, y, strata, _codes([recordings[r].corpus for r in subset.recording]), speech_strata)
+
+    @property
+    def y_speech(self) -> np.ndarray:
+        return (self.y >= 0).astype(np.float32)
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -81,8 +88,13 @@ class BatchMaker:
         self.data, self.config, self.rng = data, config, rng
         self.lengths = data.windows.lengths
         if config.balance:
-            counts = np.bincount(data.strata)
-            weights = 1.0 / counts[data.strata]
+            # Every stratum equally often; non-speech strata share ``nonspeech_fraction`` of the draws.
+            counts = np.bincount(data.strata).astype(np.float64)
+            is_speech = data.speech_strata
+            share = np.where(is_speech, 1.0 - config.nonspeech_fraction, config.nonspeech_fraction)
+            per_kind = np.array([max(1, int(is_speech.sum())), max(1, int((~is_speech).sum()))])
+            stratum_weight = share / np.where(is_speech, per_kind[0], per_kind[1]) / np.maximum(counts, 1)
+            weights = stratum_weight[data.strata]
             self.p = weights / weights.sum()
         else:
             self.p = None
@@ -125,7 +137,7 @@ class BatchMaker:
             offset = int(self.rng.integers(0, feats.shape[0] - length + 1))
             window = feats[offset : offset + length]
             if crop and length < feats.shape[0]:
-                window = normalize_features(window, self.config.features.feature_norm)
+                window = normalize_window(window, self.config.features)
             x[row] = window
         self._mask(x)
         return x, self.data.y[idx], idx
@@ -150,19 +162,40 @@ def _bce(y: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def validation_loss(model, data: TrainSet, balance: bool) -> tuple[float, float]:
-    """(loss, window accuracy) on clean validation windows; per-stratum mean when balancing."""
+    """(loss, gender window accuracy) on clean validation windows; per-stratum means when balancing.
+
+    The loss adds the speech output's loss (every window) to the gender loss (speech windows only).
+    """
     from .evaluate import predict_windows
 
     if not len(data):
         return float("nan"), float("nan")
-    p = predict_windows(model, data.windows)
-    losses = _bce(data.y, p)
-    correct = ((p >= 0.5) == (data.y >= 0.5)).astype(float)
-    if balance:
-        strata = np.unique(data.strata)
-        return (float(np.mean([losses[data.strata == s].mean() for s in strata])),
-                float(np.mean([correct[data.strata == s].mean() for s in strata])))
-    return float(losses.mean()), float(correct.mean())
+    p_female, p_speech = predict_windows(model, data.windows)
+    speech = data.y >= 0
+    losses = np.where(speech, _bce(np.maximum(data.y, 0), p_female), 0.0)
+    if not np.all(np.isnan(p_speech)):
+        losses = losses + _bce(data.y_speech, p_speech)
+    correct = ((p_female >= 0.5) == (data.y >= 0.5)).astype(float)
+    strata = np.unique(data.strata) if balance else np.array([-1])
+    select = (lambda s: data.strata == s) if balance else (lambda s: np.ones(len(data), dtype=bool))
+    loss = float(np.mean([losses[select(s)].mean() for s in strata]))
+    accuracy = float(np.mean([correct[select(s) & speech].mean() for s in strata if (select(s) & speech).any()]))
+    return loss, accuracy
+
+
+def masked_bce(label_smoothing: float):
+    """Binary cross-entropy on rows whose target is 0 or 1; rows marked -1 (non-speech) count zero."""
+    import keras
+    from keras import ops
+
+    def loss(y_true, y_pred):
+        y_true = ops.reshape(ops.cast(y_true, "float32"), ops.shape(y_pred))
+        mask = ops.cast(y_true >= 0, "float32")
+        target = ops.maximum(y_true, 0.0) * (1.0 - label_smoothing) + 0.5 * label_smoothing
+        per_row = keras.losses.binary_crossentropy(target, y_pred)
+        return ops.sum(per_row * ops.reshape(mask, ops.shape(per_row))) / ops.maximum(ops.sum(mask), 1.0)
+
+    return loss
 
 
 def _adversarial_model(model, n_corpora: int):
@@ -209,15 +242,18 @@ def fit(config: TrainConfig, cell: str, train: TrainSet, val: TrainSet, progress
     from .models import build_model, weight_bytes
 
     configure_tensorflow(config.threads, config.seed)
-    model = build_model(config.model_config(cell))
+    model_config = config.model_config(cell)
+    model = build_model(model_config)
     n_corpora = int(train.corpus.max()) + 1 if len(train) else 1
+    if config.adversarial > 0 and model_config.speech_head:
+        raise ValueError("the corpus-adversarial head and the speech output cannot be trained together")
     adversary = _adversarial_model(model, n_corpora) if config.adversarial > 0 and n_corpora > 1 else None
     trained = adversary[0] if adversary else model
     trained.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
-        loss=[keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)]
+        loss=[masked_bce(config.label_smoothing)]
+        + ([keras.losses.BinaryCrossentropy()] if model_config.speech_head else [])
         + ([keras.losses.SparseCategoricalCrossentropy()] if adversary else []),
-        metrics=[["accuracy"], []] if adversary else ["accuracy"],
     )
     rng = np.random.default_rng(config.seed)
     batches = BatchMaker(train, config, rng)
@@ -231,11 +267,11 @@ def fit(config: TrainConfig, cell: str, train: TrainSet, val: TrainSet, progress
             progress_done = epoch / max(1, config.epochs - 1)
             adversary[1].assign(config.adversarial * (2.0 / (1.0 + np.exp(-10.0 * progress_done)) - 1.0))
         for x, y, index in batches.epoch():
-            targets = [y, train.corpus[index]] if adversary else y
-            logs = trained.train_on_batch(x, targets, return_dict=True)
-            # The gender loss alone (with an adversary, "loss" also holds the corpus term).
-            losses.append(float(logs.get("p_female_loss", logs["loss"])))
-            accs.append(float(logs.get("p_female_accuracy", logs.get("accuracy", np.nan))))
+            targets = [y] + ([(y >= 0).astype(np.float32)] if model_config.speech_head else [])
+            targets += [train.corpus[index]] if adversary else []
+            logs = trained.train_on_batch(x, targets if len(targets) > 1 else y, return_dict=True)
+            losses.append(float(logs["loss"]))
+            accs.append(np.nan)
         val_loss, val_acc = validation_loss(model, val, config.balance)
         for key, value in zip(history, (np.mean(losses), np.mean(accs), val_loss, val_acc)):
             history[key].append(float(value))
@@ -269,6 +305,10 @@ class RunOptions:
     reports_dir: str = "reports"
     parity_windows: int = 200
     progress: bool = True
+    # Non-speech for the speech output: folders of audio (``--nonspeech``), plus the installed
+    # packages' sounds and synthetic clips, written once under this cache folder.
+    nonspeech: tuple[str, ...] = ()
+    nonspeech_cache: str | None = None
 
 
 @dataclass
@@ -289,12 +329,38 @@ def prepare(config: TrainConfig, options: RunOptions) -> Prepared:
 
     started = time.perf_counter()
     recordings, dropped = load_corpora(options.data)
-    result = extract(recordings, config.features, config.augment, config.augment.variants, seed=config.seed,
+    augment_config = config.augment
+    if config.nonspeech_fraction > 0:
+        extra = nonspeech_recordings(options)
+        recordings += extra
+        music = tuple(sorted(str(r.path) for r in extra if _is_music(r.corpus, r.path)))
+        augment_config = replace(augment_config, music_files=music)
+    result = extract(recordings, config.features, augment_config, augment_config.variants, seed=config.seed,
                      cache_dir=options.cache_dir, workers=config.workers, progress=options.progress)
     same_audio = find_same_audio(recordings, result.envelopes)
     recordings = merge_groups(recordings, same_audio)
     return Prepared(recordings, result.windows, manifest_sha256(recordings), same_audio,
                     [(a.key, b.key) for a, b in dropped], result.failed, time.perf_counter() - started)
+
+
+def nonspeech_recordings(options: RunOptions) -> list[Recording]:
+    from pathlib import Path
+
+    from . import nonspeech
+    from .dataset import default_cache_dir
+
+    cache = Path(options.nonspeech_cache) if options.nonspeech_cache else default_cache_dir().parent / "nonspeech"
+    recordings = nonspeech.prepare(cache)
+    for folder in options.nonspeech:
+        recordings += nonspeech.load_folder(folder)
+    return recordings
+
+
+def _is_music(corpus: str, path) -> bool:
+    """Beds for the speech-over-music augmentation: the music sources and synthetic music."""
+    if corpus == "nonspeech_synthetic":
+        return path.parent.name in ("melody", "chords", "band", "drums")
+    return "music" in corpus or "tracks" in corpus
 
 
 def _indices(recordings: Sequence[Recording], subset: Sequence[Recording]) -> list[int]:

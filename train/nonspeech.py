@@ -1,0 +1,223 @@
+"""Non-speech for training the models' speech output: real sounds cut from installed packages, and
+synthetic music, alarms and noise made here.
+
+Nothing is downloaded. Real sounds come from folders of audio files already on the machine (e.g.
+the Debian packages of game music and sound effects named in ``DEBIAN_SOURCES``); each file
+gives a few excerpts. Synthetic clips cover what those lack: chords and melodies on several timbres,
+drum patterns, sirens and beeps, noise beds, and speech-shaped noise that has speech's spectrum and
+syllable rhythm but no voice. Everything is written as 16 kHz FLAC under a cache folder and then
+read like any corpus (label ``nonspeech``), so feature extraction and its cache work unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import NONSPEECH, Recording, file_sha256
+
+RATE = 16000
+# Installed by `apt-get install` of these packages (see train/README.md). The independent evaluation
+# uses sound-theme-freedesktop, asc-music and drascula-music: never train on those.
+DEBIAN_SOURCES = {
+    "hyperrogue-music": "/usr/share/hyperrogue/music",
+    "colobot-common-sounds": "/usr/share/games/colobot/music",
+    "heroes-sound-effects": "/usr/share/games/heroes/sfx",
+    "heroes-sound-tracks": "/usr/share/games/heroes/mod",
+    "deepin-sound-theme": "/usr/share/sounds/deepin",
+    "lomiri-sounds": "/usr/share/sounds/lomiri",
+    "hydrogen-drumkits": "/usr/share/hydrogen/data/drumkits",
+    "fb-music-high": "/usr/share/games/frozen-bubble",
+}
+EXCLUDED_PACKAGES = ("sound-theme-freedesktop", "asc-music", "drascula-music")
+AUDIO_SUFFIXES = (".ogg", ".oga", ".wav", ".flac", ".mp3")
+
+
+@dataclass(frozen=True)
+class NonspeechConfig:
+    seconds: float = 6.0  # length of each excerpt or synthetic clip
+    excerpts_per_file: int = 3
+    synthetic: int = 400  # synthetic clips
+    seed: int = 0
+
+
+def _write(path: Path, y: np.ndarray) -> None:
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    if peak > 0.99:
+        y = y * (0.99 / peak)
+    sf.write(path, y.astype(np.float32), RATE, format="FLAC", subtype="PCM_16")
+
+
+def collect_excerpts(source: Path, out: Path, config: NonspeechConfig) -> int:
+    """Excerpts of every audio file under ``source`` into ``out``; returns how many were written."""
+    from edge.audio import load_audio
+    from edge.errors import AudioError
+
+    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    written = 0
+    n = int(config.seconds * RATE)
+    for path in files:
+        target = out / f"{hashlib.sha1(str(path).encode()).hexdigest()[:10]}_{path.stem[:40]}"
+        if list(out.glob(f"{target.name}_*.flac")):
+            written += len(list(out.glob(f"{target.name}_*.flac")))
+            continue
+        try:
+            y, _ = load_audio(path, RATE)
+        except (AudioError, OSError, RuntimeError):
+            continue
+        if y.size < RATE // 2 or np.sqrt(np.mean(np.square(y))) < 1e-3:
+            continue
+        if y.size <= n:
+            starts = [0]
+        else:
+            starts = np.linspace(0, y.size - n, min(config.excerpts_per_file, 1 + y.size // n)).astype(int)
+        for k, start in enumerate(starts):
+            _write(out / f"{target.name}_{k}.flac", y[start : start + n])
+            written += 1
+    return written
+
+
+# -- synthetic non-speech ---------------------------------------------------------------------------
+def _envelope(n: int, attack: float, release: float) -> np.ndarray:
+    t = np.arange(n) / RATE
+    env = np.minimum(1.0, t / max(attack, 1e-3)) * np.exp(-t / max(release, 1e-3))
+    return env
+
+
+def _tone(freq: float, n: int, rng: np.random.Generator, timbre: str) -> np.ndarray:
+    t = np.arange(n) / RATE
+    if timbre == "sine":
+        partials = [1.0]
+    elif timbre == "square":
+        partials = [1.0 / k if k % 2 else 0.0 for k in range(1, 12)]
+    elif timbre == "saw":
+        partials = [1.0 / k for k in range(1, 14)]
+    else:  # plucked / bell-like: inharmonic decaying partials
+        partials = [1.0, 0.6, 0.4, 0.25, 0.15]
+    vibrato = 1.0 + (0.004 * np.sin(2 * np.pi * rng.uniform(4, 6) * t) if rng.random() < 0.3 else 0.0)
+    y = np.zeros(n)
+    for k, amp in enumerate(partials, start=1):
+        f = freq * (k if timbre != "bell" else k * (1 + 0.01 * k * k))
+        if amp and f < RATE / 2 - 200:
+            y += amp * np.sin(2 * np.pi * f * np.cumsum(vibrato) / RATE + rng.uniform(0, 2 * np.pi))
+    return y
+
+
+def _melody(n: int, rng: np.random.Generator, chords: bool) -> np.ndarray:
+    timbre = rng.choice(["sine", "square", "saw", "bell"])
+    y = np.zeros(n)
+    pos = 0
+    base = rng.uniform(110, 440)
+    scale = np.array([0, 2, 4, 5, 7, 9, 11, 12])
+    tempo = rng.uniform(0.12, 0.6)
+    while pos < n:
+        length = int(RATE * tempo * rng.choice([0.5, 1, 1, 2]))
+        length = min(length, n - pos)
+        notes = [base * 2 ** (rng.choice(scale) / 12)]
+        if chords:
+            notes += [notes[0] * 2 ** (4 / 12), notes[0] * 2 ** (7 / 12)]
+        segment = sum(_tone(f, length, rng, timbre) for f in notes) * _envelope(length, 0.01, rng.uniform(0.1, 1.5))
+        y[pos : pos + length] += segment
+        pos += length
+    return y
+
+
+def _drums(n: int, rng: np.random.Generator) -> np.ndarray:
+    y = np.zeros(n)
+    beat = int(RATE * rng.uniform(0.25, 0.6))
+    for i, start in enumerate(range(0, n, beat // 2)):
+        hit = min(n - start, int(0.3 * RATE))
+        if i % 4 == 0:  # kick: a falling sine
+            t = np.arange(hit) / RATE
+            y[start : start + hit] += np.sin(2 * np.pi * (50 + 100 * np.exp(-t * 30)) * t) * np.exp(-t * 12)
+        elif i % 2 == 0 or rng.random() < 0.4:  # snare / hat: a noise burst
+            y[start : start + hit] += rng.standard_normal(hit) * _envelope(hit, 0.001, rng.uniform(0.02, 0.12)) * 0.5
+    return y
+
+
+def _alarm(n: int, rng: np.random.Generator) -> np.ndarray:
+    t = np.arange(n) / RATE
+    if rng.random() < 0.5:  # siren sweeping between two pitches
+        f = rng.uniform(500, 900) + rng.uniform(200, 600) * np.sin(2 * np.pi * rng.uniform(0.3, 2) * t)
+        return np.sin(2 * np.pi * np.cumsum(f) / RATE)
+    on = (np.floor(t * rng.uniform(2, 8)) % 2 == 0).astype(float)  # beeping
+    return np.sin(2 * np.pi * rng.uniform(600, 3000) * t) * on
+
+
+def _noise_bed(n: int, rng: np.random.Generator, speech_shaped: bool) -> np.ndarray:
+    white = rng.standard_normal(n)
+    spectrum = np.fft.rfft(white)
+    f = np.fft.rfftfreq(n, 1 / RATE)
+    if speech_shaped:  # long-term speech spectrum: flat to 500 Hz, then falling ~ 9 dB per octave
+        spectrum *= 1.0 / np.maximum(1.0, f / 500.0) ** 1.5
+    else:
+        spectrum /= np.maximum(f, 20.0) ** rng.uniform(0, 1)
+    y = np.fft.irfft(spectrum, n)
+    rate = rng.uniform(3, 7) if speech_shaped else rng.uniform(0.1, 1)  # syllable rhythm, or slow swell
+    t = np.arange(n) / RATE
+    return y * (0.55 + 0.45 * np.sin(2 * np.pi * rate * t + rng.uniform(0, 6)))
+
+
+def synthetic_clip(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    if kind == "melody":
+        y = _melody(n, rng, chords=False)
+    elif kind == "chords":
+        y = _melody(n, rng, chords=True)
+    elif kind == "band":
+        y = _melody(n, rng, chords=True) + 0.6 * _drums(n, rng)
+    elif kind == "drums":
+        y = _drums(n, rng)
+    elif kind == "alarm":
+        y = _alarm(n, rng)
+    elif kind == "speech_shaped":
+        y = _noise_bed(n, rng, speech_shaped=True)
+    else:
+        y = _noise_bed(n, rng, speech_shaped=False)
+    y = y / (np.sqrt(np.mean(y**2)) + 1e-9) * 10 ** (rng.uniform(-35, -12) / 20)
+    return y.astype(np.float32)
+
+
+SYNTHETIC_KINDS = ("melody", "chords", "band", "drums", "alarm", "speech_shaped", "noise")
+
+
+def synthesize(out: Path, config: NonspeechConfig) -> int:
+    n = int(config.seconds * RATE)
+    for i in range(config.synthetic):
+        kind = SYNTHETIC_KINDS[i % len(SYNTHETIC_KINDS)]
+        path = out / kind / f"{kind}_{config.seed}_{i:04d}.flac"
+        if not path.exists():
+            _write(path, synthetic_clip(kind, n, np.random.default_rng([config.seed, i])))
+    return config.synthetic
+
+
+def prepare(cache: Path, sources: dict[str, str] | None = None, config: NonspeechConfig = NonspeechConfig(),
+            ) -> list[Recording]:
+    """Write (once) and list the non-speech training clips: one corpus per source, plus synthetic."""
+    sources = DEBIAN_SOURCES if sources is None else sources
+    recordings = []
+    for name, folder in sorted(sources.items()):
+        if not Path(folder).is_dir():
+            continue
+        out = cache / name
+        collect_excerpts(Path(folder), out, config)
+        recordings += _listing(out, f"nonspeech_{name}")
+    synthesize(cache / "synthetic", config)
+    recordings += _listing(cache / "synthetic", "nonspeech_synthetic")
+    return recordings
+
+
+def load_folder(folder: str | Path, corpus: str | None = None) -> list[Recording]:
+    """Any folder of non-speech audio (``gvd train --nonspeech DIR``)."""
+    folder = Path(folder)
+    return _listing(folder, corpus or f"nonspeech_{folder.name}")
+
+
+def _listing(folder: Path, corpus: str) -> list[Recording]:
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    return [Recording(p, NONSPEECH, f"{corpus}/{p.stem}", corpus, file_sha256(p)) for p in files]
