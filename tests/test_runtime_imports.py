@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from model_fixtures import REPO, fake_model  # noqa: F401 - fixture
+from model_fixtures import REPO
 
 FORBIDDEN = ["tensorflow", "keras", "tf2onnx", "librosa", "noisereduce", "mlflow", "sklearn", "matplotlib",
              "train", "export", "onnx", "tqdm"]
