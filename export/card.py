@@ -113,9 +113,8 @@ def _metrics_sections(results) -> list[str]:
 
 def _parity_sources(floats) -> str:
     names = {"parity_windows.npz": "the sample of real test windows written by training",
-             "synthetic": "random MFCC-like windows of several lengths",
-             "test_split.npz": "every window of the whole test split, labelled, rebuilt from the training "
-                               "feature cache (`--test-data`)"}
+             "synthetic": "random feature-like windows of several lengths",
+             "test_windows.npz": "every window of the whole test split, labelled, written by training"}
     parts: list[str] = []
     for r in floats:
         for part in str((r.parity or {}).get("source", "")).split("+"):
@@ -197,8 +196,8 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
                   "quantized at run time). onnxruntime has int8 kernels for LSTM only (no int8 GRU/RNN), so only "
                   "the LSTM is quantized; it ships only if clip accuracy drops by at most 0.5 points and at most 2% of "
                   "clip decisions flip (equal accuracy with decisions swapped both ways would be a different model). "
-                  "Clip decisions are compared on the real windows (the sample training wrote plus, with "
-                  "`--test-data`, the whole test split); each sample window counts as its own clip.", ""]
+                  "Clip decisions are compared on the real windows (the whole labelled test split and the "
+                  "sample training wrote); each sample window counts as its own clip.", ""]
     lines += [
         "## Training data",
         "",
@@ -255,9 +254,9 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
         "",
         "```",
         "python -m train.release --data ../shared/data --out models   # trains, then runs gvd export:",
-        "gvd export --train-dir DIR --test-data ../shared/data --out models",
-        "#   DIR = the training output (<cell>/model.keras, training.json, parity_windows.npz);",
-        "#   --test-data adds the whole labelled test split (from the feature cache) to parity and int8 checks",
+        "gvd export --train-dir DIR --out models",
+        "#   DIR = the training output (<cell>/model.keras, training.json, test_windows.npz, parity_windows.npz);",
+        "#   test_windows.npz, the whole labelled test split, feeds the parity and int8 checks",
         "python benchmarks/bench_export.py --train-dir DIR   # native vs tf2onnx timings",
         "```",
         "",

@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.metadata import ModelMetadata
+from edge.metadata import METADATA_PREFIX, ModelMetadata
 from edge.settings import FeatureSettings
 
 from .errors import ExportError
 
-_PREFIX = "gvd."
 # Used when training.json carries no licence: every gvd model is trained on these corpora.
 DEFAULT_LICENSE = ("CC BY-NC-SA 4.0, non-commercial: trained on RAVDESS (CC BY-NC-SA 4.0), URDU-Dataset "
                    "(research use) and the original project's Indonesian recordings; see models/README.md")
@@ -72,7 +71,7 @@ class TrainingRecord:
 
 def attach_metadata(proto, metadata: ModelMetadata) -> None:
     """Replace any gvd.* metadata of an ``onnx.ModelProto`` with ``metadata``."""
-    keep = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith(_PREFIX)]
+    keep = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith(METADATA_PREFIX)]
     del proto.metadata_props[:]
     for key, value in keep + sorted(metadata.to_props().items()):
         entry = proto.metadata_props.add()

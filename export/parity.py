@@ -1,13 +1,15 @@
 """Prove that an exported ONNX model computes what the Keras model computes.
 
-Windows come from ``parity_windows.npz`` (written by training) and/or any other ``.npz`` in the same
-format — e.g. the whole test split. Format, one entry per window i:
-    features_<i>   float32 (time, n_mfcc), required
+Windows come from the files training writes next to ``training.json``: ``test_windows.npz`` (every
+clean test window with its label, format in :mod:`edge.labelled_windows`) and ``parity_windows.npz``
+(a sample of test windows, some cropped). The latter, and any other window file given to the
+exporter, may use the per-window format, one entry per window i:
+    features_<i>   float32 (time, n_features), required
     label_<i>      0 = male, 1 = female (optional; or one array ``labels`` of length N)
     clip_<i>       clip id, int or str (optional; or one array ``clips``); windows of a clip are
                    aggregated as the runtime does (speech-weighted mean), else each window is a clip
     speech_<i>     seconds of speech in the window (optional; or one array ``speech_seconds``)
-Synthetic windows (random MFCC-like matrices of several lengths) are always added so that the
+Synthetic windows (random feature matrices of several lengths) are always added so that the
 check also covers inputs the test split does not contain.
 """
 
@@ -20,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.labelled_windows import WindowsFileError, is_labelled_windows_file, read_labelled_windows
 from edge.pipeline import aggregate
 
 from .errors import ExportError, ParityError
+from .timing import WINDOW_FRAMES
 
 DEFAULT_TOLERANCE = 1e-5
 _BATCH = 256
@@ -67,8 +71,10 @@ class WindowSet:
 
 
 def load_windows(path: str | Path, n_mfcc: int | None = None) -> WindowSet:
-    """Read a window file (format in the module docstring)."""
+    """Read a window file (either format in the module docstring); ``n_mfcc`` is the expected width."""
     path = Path(path)
+    if is_labelled_windows_file(path):
+        return _load_labelled(path, n_mfcc)
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -104,10 +110,25 @@ def load_windows(path: str | Path, n_mfcc: int | None = None) -> WindowSet:
                      speech_seconds=None if speech is None else speech.astype(np.float64), source=path.name)
 
 
-def synthetic_windows(n_mfcc: int, count: int = 48, seed: int = 0) -> WindowSet:
-    """Random normalised-MFCC-like windows: full 3 s windows (94 frames) and shorter speech-only ones."""
+def _load_labelled(path: Path, n_features: int | None) -> WindowSet:
+    try:
+        labelled = read_labelled_windows(path)
+    except WindowsFileError as exc:
+        raise ExportError(str(exc)) from exc
+    if not len(labelled):
+        raise ExportError(f"{path} holds no windows")
+    if n_features is not None and labelled.n_features != n_features:
+        raise ExportError(f"{path}: windows have {labelled.n_features} features per frame, the model takes {n_features}")
+    if not np.all(np.isfinite(labelled.features)):
+        raise ExportError(f"{path}: the windows contain NaN or infinite values")
+    return WindowSet(windows=labelled.windows(), labels=labelled.labels.astype(np.int64),
+                     clips=labelled.recordings.tolist(), speech_seconds=labelled.speech_seconds, source=path.name)
+
+
+def synthetic_windows(n_mfcc: int, count: int = 48, seed: int = 0, frames: int = WINDOW_FRAMES) -> WindowSet:
+    """Random normalised-feature-like windows: full windows of ``frames`` frames and shorter speech-only ones."""
     rng = np.random.default_rng(seed)
-    lengths = [94] * (count // 2) + list(rng.integers(16, 94, size=count - count // 2))
+    lengths = [frames] * (count // 2) + list(rng.integers(min(16, frames), frames, size=count - count // 2))
     windows = [rng.standard_normal((int(n), n_mfcc)).astype(np.float32) * rng.uniform(0.5, 2.0)
                for n in lengths]
     return WindowSet(windows=windows, source="synthetic")

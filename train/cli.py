@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-CELL_CHOICES = ("lstm", "gru", "rnn")
+from edge.metadata import CELLS as CELL_CHOICES
 
 
 def _cells(value: str) -> tuple[str, ...]:
