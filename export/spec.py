@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-CELLS = ("lstm", "gru", "rnn")
+from edge.metadata import CELLS
 POOLINGS = ("last", "mean", "meanmax")
 
 

@@ -148,3 +148,22 @@ def test_a_finished_run_can_be_given_its_test_windows(tmp_path):
         {"train_config": config.to_dict(), "data_manifest_sha256": "0" * 64}))
     with pytest.raises(click.ClickException, match="manifest hash"):
         rebuild([str(corpus)], train_dir, cache_dir=str(cache))
+
+
+@pytest.mark.slow
+def test_export_judges_accuracy_on_the_test_windows_training_wrote(tmp_path, rng):
+    pytest.importorskip("keras")
+    from click.testing import CliRunner
+
+    from export.cli import export
+    from test_export import make_training_dir
+
+    source = make_training_dir(tmp_path / "train", "gru")
+    labelled = sample(rng)
+    write_labelled_windows(source / TEST_WINDOWS_NAME, labelled)
+    result = CliRunner().invoke(export, [str(source), "--out", str(tmp_path / "gru.onnx"), "--json", "--no-int8"])
+    assert result.exit_code == 0, result.output
+    model = json.loads(result.stdout)["models"][0]
+    assert TEST_WINDOWS_NAME in model["parity"]["source"]
+    assert model["accuracy"]["clips"] == len(set(labelled.recordings.tolist())) + 8  # + training's parity sample
+    assert TEST_WINDOWS_NAME in model["accuracy"]["source"]

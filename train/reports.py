@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from edge.files import atomic_write_text
+
 from .evaluate import ClipScores
 
 
@@ -21,8 +23,7 @@ def _plt():
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def _json_default(value: Any):
