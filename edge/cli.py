@@ -13,7 +13,6 @@ from importlib import import_module
 from importlib.metadata import entry_points
 
 import click
-from click.utils import make_default_short_help
 
 from . import __version__
 from .errors import GvdError
@@ -76,8 +75,10 @@ class _LazyGroup(click.Group):
         targets = self._targets()
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max((len(name) for name in names), default=0)
-        rows = [(name, make_default_short_help(COMMAND_HELP.get(name, f"A plugin ({targets.get(name, '?')})."), limit))
-                for name in names]
+        rows = []
+        for name in names:
+            text = COMMAND_HELP.get(name, f"A plugin ({targets.get(name, '?')}).")
+            rows.append((name, click.Command(name, help=text).get_short_help_str(limit)))  # click's truncation
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)

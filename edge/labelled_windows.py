@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,9 +79,11 @@ class LabelledWindows:
 
 
 def write_labelled_windows(path: str | os.PathLike[str], windows: LabelledWindows) -> Path:
-    arrays = {"format_version": np.array(FORMAT_VERSION), "features": windows.features, "lengths": windows.lengths,
-              "labels": windows.labels, "speech_seconds": windows.speech_seconds, "recordings": windows.recordings,
-              "corpora": windows.corpora}
+    arrays: dict[str, Any] = {
+        "format_version": np.array(FORMAT_VERSION), "features": windows.features, "lengths": windows.lengths,
+        "labels": windows.labels, "speech_seconds": windows.speech_seconds, "recordings": windows.recordings,
+        "corpora": windows.corpora,
+    }
     return atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 

@@ -110,7 +110,8 @@ def _version(values: dict[str, str]) -> int:
     try:
         version = int(values["format_version"])
     except ValueError:
-        raise ModelError(f"the model's metadata format_version {values['format_version']!r} is not an integer") from None
+        raise ModelError(f"the model's metadata format_version {values['format_version']!r} "
+                         "is not an integer") from None
     if version > FORMAT_VERSION:
         raise ModelError(f"the model uses metadata format {version}; this runtime reads up to "
                          f"{FORMAT_VERSION}: upgrade gvd")

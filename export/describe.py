@@ -35,7 +35,7 @@ class TrainingRecord:
     path: Path | None = None
 
     @classmethod
-    def load(cls, path: str | Path) -> "TrainingRecord":
+    def load(cls, path: str | Path) -> TrainingRecord:
         path = Path(path)
         try:
             data = json.loads(path.read_text())

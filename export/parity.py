@@ -52,7 +52,7 @@ class WindowSet:
         return dict(groups)
 
     @staticmethod
-    def concat(parts: list["WindowSet"]) -> "WindowSet":
+    def concat(parts: list[WindowSet]) -> WindowSet:
         """One set from several; clip ids stay distinct by pairing them with the part's position."""
         if len(parts) == 1:
             return parts[0]
@@ -83,31 +83,34 @@ def load_windows(path: str | Path, n_mfcc: int | None = None) -> WindowSet:
         indices = sorted(int(m.group(1)) for key in data.files if (m := re.fullmatch(r"features_(\d+)", key)))
         if not indices:
             raise ExportError(f"{path} holds no features_<i> arrays")
-        windows = []
-        for i in indices:
-            window = np.asarray(data[f"features_{i}"], dtype=np.float32)
-            if window.ndim != 2 or (n_mfcc is not None and window.shape[1] != n_mfcc) or window.shape[0] < 1:
-                raise ExportError(f"{path}: features_{i} has shape {window.shape}, expected (time, {n_mfcc})")
-            if not np.all(np.isfinite(window)):
-                raise ExportError(f"{path}: features_{i} contains NaN or infinite values")
-            windows.append(window)
-
-        def per_window(single: str, array: str, dtype=None):
-            if array in data.files:
-                values = np.asarray(data[array])
-                if len(values) != len(indices):
-                    raise ExportError(f"{path}: '{array}' has {len(values)} entries for {len(indices)} windows")
-                return values
-            if all(f"{single}_{i}" in data.files for i in indices):
-                return np.asarray([data[f"{single}_{i}"].item() for i in indices])
-            return None
-
-        labels = per_window("label", "labels")
-        clips = per_window("clip", "clips")
-        speech = per_window("speech", "speech_seconds")
+        windows = [_window(data, path, i, n_mfcc) for i in indices]
+        labels = _per_window(data, path, indices, "label", "labels")
+        clips = _per_window(data, path, indices, "clip", "clips")
+        speech = _per_window(data, path, indices, "speech", "speech_seconds")
     return WindowSet(windows=windows, labels=None if labels is None else labels.astype(np.int64),
                      clips=None if clips is None else clips.tolist(),
                      speech_seconds=None if speech is None else speech.astype(np.float64), source=path.name)
+
+
+def _window(data, path: Path, i: int, n_features: int | None) -> np.ndarray:
+    window = np.asarray(data[f"features_{i}"], dtype=np.float32)
+    if window.ndim != 2 or (n_features is not None and window.shape[1] != n_features) or window.shape[0] < 1:
+        raise ExportError(f"{path}: features_{i} has shape {window.shape}, expected (time, {n_features})")
+    if not np.all(np.isfinite(window)):
+        raise ExportError(f"{path}: features_{i} contains NaN or infinite values")
+    return window
+
+
+def _per_window(data, path: Path, indices: list[int], single: str, array: str) -> np.ndarray | None:
+    """One value per window, from one array ``array`` or from ``<single>_<i>`` entries; None when absent."""
+    if array in data.files:
+        values = np.asarray(data[array])
+        if len(values) != len(indices):
+            raise ExportError(f"{path}: '{array}' has {len(values)} entries for {len(indices)} windows")
+        return values
+    if all(f"{single}_{i}" in data.files for i in indices):
+        return np.asarray([data[f"{single}_{i}"].item() for i in indices])
+    return None
 
 
 def _load_labelled(path: Path, n_features: int | None) -> WindowSet:
@@ -118,7 +121,8 @@ def _load_labelled(path: Path, n_features: int | None) -> WindowSet:
     if not len(labelled):
         raise ExportError(f"{path} holds no windows")
     if n_features is not None and labelled.n_features != n_features:
-        raise ExportError(f"{path}: windows have {labelled.n_features} features per frame, the model takes {n_features}")
+        raise ExportError(f"{path}: windows have {labelled.n_features} features per frame, "
+                          f"the model takes {n_features}")
     if not np.all(np.isfinite(labelled.features)):
         raise ExportError(f"{path}: the windows contain NaN or infinite values")
     return WindowSet(windows=labelled.windows(), labels=labelled.labels.astype(np.int64),
@@ -187,7 +191,7 @@ def clip_accuracy(probabilities: np.ndarray, windows: WindowSet, threshold: floa
     if windows.labels is None:
         return None
     correct = total = 0
-    for clip, idx in windows.clip_groups().items():
+    for idx in windows.clip_groups().values():
         labels = windows.labels[idx]
         labels = labels[labels >= 0]
         if labels.size == 0:

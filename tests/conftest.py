@@ -20,7 +20,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def pytest_collection_modifyitems(config, items):
     if SHARED_DATA.is_dir():
         return
-    skip = pytest.mark.skip(reason=f"needs the shared recordings at {SHARED_DATA} (present in CI, not in a user's clone)")
+    skip = pytest.mark.skip(reason=f"needs the shared recordings at {SHARED_DATA} "
+                                   "(present in CI, not in a user's clone)")
     for item in items:
         if "shared" in item.keywords:
             item.add_marker(skip)

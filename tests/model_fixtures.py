@@ -17,6 +17,7 @@ import pytest
 from edge.files import sha256_file as sha256
 from edge.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
 from edge.settings import DEFAULT_SETTINGS, FeatureSettings
+
 from signals import voice
 
 __all__ = ["REPO", "SHIPPED_MANIFEST", "make_contract_model", "make_model", "make_models_dir", "sha256",
@@ -127,7 +128,8 @@ def make_contract_model(path: Path, metadata: ModelMetadata | None = None, *, n_
 
 shipped_models = pytest.mark.skipif(
     not SHIPPED_MANIFEST.is_file(),
-    reason=f"needs the shipped models ({SHIPPED_MANIFEST} does not exist yet; 'make models' or the export step writes it)",
+    reason=f"needs the shipped models ({SHIPPED_MANIFEST} does not exist yet; "
+           "'make models' or the export step writes it)",
 )
 
 # The fixtures live in conftest.py; these names stay importable for test modules that still import them.

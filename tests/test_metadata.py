@@ -8,8 +8,16 @@ from dataclasses import replace
 import pytest
 
 from edge.errors import ModelError
-from edge.metadata import (FORMAT_VERSION, KEYS_BY_VERSION, METADATA_PREFIX, MIGRATIONS, OUTPUT_NAME,
-                           SPEECH_OUTPUT_NAME, ModelMetadata)
+from edge.metadata import (
+    FORMAT_VERSION,
+    KEYS_BY_VERSION,
+    METADATA_PREFIX,
+    MIGRATIONS,
+    OUTPUT_NAME,
+    SPEECH_OUTPUT_NAME,
+    ModelMetadata,
+)
+
 from model_fixtures import REPO, test_metadata
 
 

@@ -13,6 +13,7 @@ import pytest
 from edge import Detector, ModelError
 from edge import model as edge_model
 from edge.metadata import OUTPUT_NAME, SPEECH_OUTPUT_NAME
+
 from model_fixtures import make_contract_model, make_models_dir, test_metadata
 
 onnx = pytest.importorskip("onnx")

@@ -28,7 +28,7 @@ print("LOADED=" + json.dumps(loaded))
 def loaded_after(body: str) -> list[str]:
     code = CHECK.format(body=body, forbidden=FORBIDDEN)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
-    line = [l for l in result.stdout.splitlines() if l.startswith("LOADED=")]
+    line = [text for text in result.stdout.splitlines() if text.startswith("LOADED=")]
     assert line, result.stderr
     return json.loads(line[-1][len("LOADED="):])
 

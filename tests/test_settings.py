@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -71,7 +72,7 @@ def test_malformed_json(text):
 
 
 def test_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         DEFAULT_SETTINGS.n_mfcc = 20  # type: ignore[misc]
     assert DEFAULT_SETTINGS.with_changes(n_mfcc=20).n_mfcc == 20
     assert DEFAULT_SETTINGS.n_mfcc == 13

@@ -8,8 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.labelled_windows import (TEST_WINDOWS_NAME, LabelledWindows, WindowsFileError, read_labelled_windows,
-                                   write_labelled_windows)
+from edge.labelled_windows import (
+    TEST_WINDOWS_NAME,
+    LabelledWindows,
+    WindowsFileError,
+    read_labelled_windows,
+    write_labelled_windows,
+)
+
 from signals import voice
 
 N = 13
@@ -27,7 +33,7 @@ def test_round_trip(tmp_path, rng):
     path = write_labelled_windows(tmp_path / TEST_WINDOWS_NAME, original)
     again = read_labelled_windows(path)
     assert len(again) == 5 and again.n_features == N
-    for a, b in zip(original.windows(), again.windows()):
+    for a, b in zip(original.windows(), again.windows(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert again.labels.tolist() == [1, 1, 1, 0, 0] and again.recordings.tolist()[2] == "urdu/b.wav"
     assert list(np.load(path, allow_pickle=False).files)  # readable without pickles
@@ -156,6 +162,7 @@ def test_export_judges_accuracy_on_the_test_windows_training_wrote(tmp_path, rng
     from click.testing import CliRunner
 
     from export.cli import export
+
     from test_export import make_training_dir
 
     source = make_training_dir(tmp_path / "train", "gru")

@@ -14,9 +14,9 @@ import hashlib
 import random
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from edge.files import list_audio_files, sha256_file
 

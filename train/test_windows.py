@@ -11,8 +11,8 @@ For a run trained before this file existed, rebuild it from the feature cache:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import click
 
@@ -22,10 +22,11 @@ from .data import Recording
 from .dataset import Windows
 
 
-def select_test_windows(windows: Windows, recordings: Sequence[Recording], test_indices: Sequence[int]) -> LabelledWindows:
+def select_test_windows(windows: Windows, recordings: Sequence[Recording],
+                        test_indices: Sequence[int]) -> LabelledWindows:
     """The clean (variant 0) windows of the recordings ``test_indices``, with their labels."""
     wanted = set(test_indices)
-    picked = [i for i, (rec, variant) in enumerate(zip(windows.recording, windows.variant))
+    picked = [i for i, (rec, variant) in enumerate(zip(windows.recording, windows.variant, strict=True))
               if rec in wanted and variant == 0]
     recs = [recordings[windows.recording[i]] for i in picked]
     n_features = windows.features[0].shape[1] if len(windows) else 0
