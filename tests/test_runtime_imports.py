@@ -158,11 +158,11 @@ print("OUTSIDE=" + json.dumps(outside))
 def test_help_lists_each_command_with_its_own_summary():
     import click
 
-    from edge.cli import COMMAND_HELP, cli
+    from edge.cli import COMMAND_HELP, RUNTIME_COMMANDS, cli
 
     ctx = click.Context(cli)
-    names = cli.list_commands(ctx)
-    assert set(COMMAND_HELP) == set(names)
+    names = cli.list_commands(ctx)  # plugins appear only where the gvd package metadata is installed
+    assert set(RUNTIME_COMMANDS) <= set(names) <= set(COMMAND_HELP)
     for name in names:
         command = cli.get_command(ctx, name)
         assert COMMAND_HELP[name] == command.get_short_help_str(limit=500), name
