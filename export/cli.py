@@ -10,8 +10,6 @@ from pathlib import Path
 
 import click
 
-from edge.labelled_windows import TEST_WINDOWS_NAME
-
 
 @click.command("export")
 @click.argument("source", required=False, type=click.Path(exists=True, path_type=Path))
@@ -54,7 +52,7 @@ def export(source: Path | None, out: Path, train_dir: Path | None, method: str, 
     try:
         test_windows = find_test_windows(source, train_dir)
         if test_windows is None:
-            say(f"no {TEST_WINDOWS_NAME} next to training.json: int8 is judged by flipped decisions, not accuracy")
+            say("no test_windows.npz next to training.json: int8 is judged by flipped decisions, not accuracy")
         else:
             extra_windows = (test_windows, *extra_windows)
         options = ExportOptions(method=method, opset=opset, tolerance=tolerance, extra_windows=extra_windows,
@@ -68,6 +66,7 @@ def export(source: Path | None, out: Path, train_dir: Path | None, method: str, 
 def find_test_windows(source: Path | None, train_dir: Path | None) -> Path | None:
     """The run's labelled test windows: one file, the same for every cell (they share one split)."""
     from edge.files import sha256_file
+    from edge.labelled_windows import TEST_WINDOWS_NAME
 
     from .errors import ExportError
 
