@@ -1,5 +1,6 @@
 # Quick start:  make demo   (base runtime install, predicts the bundled samples, streams a two-speaker clip)
-#               make test   (dev install with every extra, runs the whole test suite)
+#               make test   (dev install with every extra: lint, type check, then the whole test suite)
+#               make test-fast  (the inner loop: no slow, shared-data or browser tests)
 PYTHON ?= python3
 DEV_VENV := .venv
 EDGE_VENV := .venv-edge
@@ -8,7 +9,7 @@ PIP_FLAGS := --disable-pip-version-check -q
 # The base install is a copy (not editable), so it is redone whenever the runtime or the models change.
 EDGE_SOURCES := $(shell find edge models -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: demo test dev edge models bench pi-check clean
+.PHONY: demo test test-fast lint typecheck dev edge models bench pi-check clean
 
 $(DEV_VENV)/.installed: pyproject.toml
 	test -d $(DEV_VENV) || $(PYTHON) -m venv $(DEV_VENV)
@@ -36,8 +37,19 @@ demo: $(EDGE_VENV)/.installed
 	$(EDGE_VENV)/bin/gvd predict models/samples/
 	$(EDGE_VENV)/bin/gvd listen --input models/samples/two_speakers.wav --fast
 
-test: $(DEV_VENV)/.installed
+# CI runs 'make test': any lint or type finding fails it before a test runs.
+test: lint typecheck
 	$(DEV_VENV)/bin/python -m pytest -q
+
+test-fast: $(DEV_VENV)/.installed
+	$(DEV_VENV)/bin/python -m pytest -q -x -m "not slow and not shared and not browser"
+
+lint: $(DEV_VENV)/.installed
+	$(DEV_VENV)/bin/python -m ruff check .
+
+# The runtime core (files and settings in pyproject.toml [tool.mypy]).
+typecheck: $(DEV_VENV)/.installed
+	$(DEV_VENV)/bin/python -m mypy
 
 # Rebuild the shipped models from ../shared/data (training + LOCO measured at 6.6 min on 2 cores, cold cache).
 models: $(DEV_VENV)/.installed

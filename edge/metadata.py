@@ -1,29 +1,46 @@
 """The metadata every gvd ONNX model carries, and how it is read back.
 
 Keys live in the ONNX ``metadata_props`` under the ``gvd.`` prefix; values are strings (JSON where
-structured). The export step writes them, the runtime reads them and never guesses a missing one.
+structured). The export step writes them, the runtime reads them and never guesses: every key of
+the model's format version is required, and a model written in an older format is brought up to
+date only by the explicit migrations below.
 
-Model I/O contract: input ``features`` float32 [batch, time, n_mfcc]; output ``p_female`` float32
-[batch, 1], the probability that the speaker is female (labels[1]).
+Model I/O contract: input ``features`` float32 [batch, time, n_features] (time dynamic); output
+``p_female`` float32 [batch, 1], the probability that the speaker is female (labels[1]); optionally
+``p_speech`` float32 [batch, 1], the probability that the window is speech, when ``outputs`` says so.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ModelError
 from .settings import FeatureSettings
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+METADATA_PREFIX = "gvd."
 INPUT_NAME = "features"
 OUTPUT_NAME = "p_female"
-LABELS = ("male", "female")
+SPEECH_OUTPUT_NAME = "p_speech"
+OUTPUT_NAMES = (OUTPUT_NAME, SPEECH_OUTPUT_NAME)
+LABELS = ("male", "female")  # index = the model's class: p_female is the probability of labels[1]
 CELLS = ("lstm", "gru", "rnn")
 
-_PREFIX = "gvd."
-_REQUIRED = ("format_version", "feature_settings", "labels", "threshold", "cell", "model_version", "created")
+_KEYS_V1 = ("format_version", "feature_settings", "labels", "threshold", "cell", "model_version", "created",
+            "data_manifest_sha256", "metrics", "license")
+# Every key each format version writes; all of them are required when reading that version.
+KEYS_BY_VERSION: dict[int, tuple[str, ...]] = {1: _KEYS_V1, 2: (*_KEYS_V1, "outputs")}
+
+
+def _v1_to_v2(values: dict[str, str]) -> dict[str, str]:
+    # Format 1 predates the speech output: those models have p_female only.
+    return {**values, "outputs": json.dumps([OUTPUT_NAME]), "format_version": "2"}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {1: _v1_to_v2}
 
 
 @dataclass(frozen=True)
@@ -37,7 +54,12 @@ class ModelMetadata:
     data_manifest_sha256: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     license: str = ""
+    outputs: tuple[str, ...] = (OUTPUT_NAME,)
     format_version: int = FORMAT_VERSION
+
+    @property
+    def has_speech_output(self) -> bool:
+        return SPEECH_OUTPUT_NAME in self.outputs
 
     def to_props(self) -> dict[str, str]:
         """String key/value pairs for ``onnx.ModelProto.metadata_props``."""
@@ -52,44 +74,118 @@ class ModelMetadata:
             "data_manifest_sha256": self.data_manifest_sha256,
             "metrics": json.dumps(self.metrics, sort_keys=True),
             "license": self.license,
+            "outputs": json.dumps(list(self.outputs)),
         }
-        return {_PREFIX + key: value for key, value in values.items()}
+        return {METADATA_PREFIX + key: value for key, value in values.items()}
 
     @classmethod
-    def from_props(cls, props: dict[str, str]) -> "ModelMetadata":
+    def from_props(cls, props: dict[str, str]) -> ModelMetadata:
         """Parse ``custom_metadata_map`` from onnxruntime; refuse models this runtime cannot honour."""
-        values = {key[len(_PREFIX):]: value for key, value in props.items() if key.startswith(_PREFIX)}
-        missing = [key for key in _REQUIRED if key not in values]
-        if missing:
-            raise ModelError(
-                "this ONNX file is not a gvd model, or was exported without its settings "
-                f"(missing metadata: {', '.join(_PREFIX + m for m in missing)}); re-export it with 'gvd export'"
-            )
-        try:
-            version = int(values["format_version"])
-            labels = tuple(json.loads(values["labels"]))
-            threshold = float(values["threshold"])
-            metrics = json.loads(values.get("metrics") or "{}")
-        except (ValueError, TypeError) as exc:
-            raise ModelError(f"the model's metadata is malformed: {exc}") from exc
-        if version > FORMAT_VERSION:
-            raise ModelError(f"the model uses metadata format {version}; this runtime reads up to "
-                             f"{FORMAT_VERSION}: upgrade gvd")
-        if labels != LABELS:
-            raise ModelError(f"the model's labels are {labels}; this runtime expects {LABELS}")
-        if values["cell"] not in CELLS:
-            raise ModelError(f"unknown cell type {values['cell']!r}; expected one of {CELLS}")
-        if not 0.0 < threshold < 1.0:
-            raise ModelError(f"the model's decision threshold {threshold} is outside (0, 1)")
+        values = migrate(_prefixed(props))
         return cls(
             feature_settings=FeatureSettings.from_json(values["feature_settings"]),
-            cell=values["cell"],
-            model_version=values["model_version"],
-            created=values["created"],
-            threshold=threshold,
-            labels=labels,  # type: ignore[arg-type]
-            data_manifest_sha256=values.get("data_manifest_sha256", ""),
-            metrics=metrics,
-            license=values.get("license", ""),
-            format_version=version,
+            cell=_cell(values["cell"]),
+            model_version=_text(values, "model_version", required=True),
+            created=_text(values, "created", required=True),
+            threshold=_threshold(values["threshold"]),
+            labels=_labels(values["labels"]),
+            data_manifest_sha256=_text(values, "data_manifest_sha256"),
+            metrics=_metrics(values["metrics"]),
+            license=_text(values, "license"),
+            outputs=_outputs(values["outputs"]),
+            format_version=FORMAT_VERSION,
         )
+
+
+def _prefixed(props: dict[str, str]) -> dict[str, str]:
+    return {key[len(METADATA_PREFIX):]: value for key, value in props.items() if key.startswith(METADATA_PREFIX)}
+
+
+def _version(values: dict[str, str]) -> int:
+    if "format_version" not in values:
+        raise ModelError(
+            "this ONNX file is not a gvd model, or was exported without its settings "
+            f"(no {METADATA_PREFIX}format_version in its metadata); re-export it with 'gvd export'"
+        )
+    try:
+        version = int(values["format_version"])
+    except ValueError:
+        raise ModelError(f"the model's metadata format_version {values['format_version']!r} "
+                         "is not an integer") from None
+    if version > FORMAT_VERSION:
+        raise ModelError(f"the model uses metadata format {version}; this runtime reads up to "
+                         f"{FORMAT_VERSION}: upgrade gvd")
+    if version not in KEYS_BY_VERSION:
+        raise ModelError(f"the model's metadata format {version} does not exist")
+    return version
+
+
+def migrate(values: dict[str, str]) -> dict[str, str]:
+    """Metadata values (without the prefix) checked against their own format, then brought to the current one."""
+    version = _version(values)
+    expected = KEYS_BY_VERSION[version]
+    missing = [key for key in expected if key not in values]
+    if missing:
+        raise ModelError(f"the model's metadata (format {version}) lacks "
+                         f"{', '.join(METADATA_PREFIX + key for key in missing)}; re-export it with 'gvd export'")
+    unknown = sorted(set(values) - set(expected))
+    if unknown:
+        raise ModelError(f"the model's metadata has keys format {version} does not define "
+                         f"({', '.join(METADATA_PREFIX + key for key in unknown)}); upgrade gvd")
+    while version < FORMAT_VERSION:
+        values = MIGRATIONS[version](values)
+        version += 1
+    return values
+
+
+def _json(text: str, key: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"the model's metadata {METADATA_PREFIX}{key} is not valid JSON: {exc}") from exc
+
+
+def _text(values: dict[str, str], key: str, required: bool = False) -> str:
+    value = values[key]
+    if required and not value.strip():
+        raise ModelError(f"the model's metadata {METADATA_PREFIX}{key} is empty")
+    return value
+
+
+def _cell(value: str) -> str:
+    if value not in CELLS:
+        raise ModelError(f"unknown cell type {value!r}; expected one of {CELLS}")
+    return value
+
+
+def _threshold(text: str) -> float:
+    try:
+        threshold = float(text)
+    except ValueError:
+        raise ModelError(f"the model's decision threshold {text!r} is not a number") from None
+    if not 0.0 < threshold < 1.0:
+        raise ModelError(f"the model's decision threshold {threshold} is outside (0, 1)")
+    return threshold
+
+
+def _labels(text: str) -> tuple[str, str]:
+    labels = _json(text, "labels")
+    if not isinstance(labels, list) or tuple(labels) != LABELS:
+        raise ModelError(f"the model's labels are {labels}; this runtime expects {list(LABELS)}")
+    return LABELS
+
+
+def _metrics(text: str) -> dict[str, Any]:
+    metrics = _json(text, "metrics")
+    if not isinstance(metrics, dict):
+        raise ModelError("the model's metadata gvd.metrics is not a JSON object")
+    return metrics
+
+
+def _outputs(text: str) -> tuple[str, ...]:
+    outputs = _json(text, "outputs")
+    if (not isinstance(outputs, list) or not outputs or outputs[0] != OUTPUT_NAME
+            or len(set(outputs)) != len(outputs) or not set(outputs) <= set(OUTPUT_NAMES)):
+        raise ModelError(f"the model's metadata gvd.outputs is {outputs!r}; expected {[OUTPUT_NAME]} "
+                         f"or {list(OUTPUT_NAMES)}")
+    return tuple(outputs)

@@ -1,9 +1,11 @@
 """Finding shipped models, checking them against the manifest, and opening onnxruntime sessions.
 
 Shipped models live in ``edge/_models`` inside an installed wheel, or in the repository's ``models/``
-folder next to the ``edge`` package for an editable install (``GVD_MODELS_DIR`` overrides both).
-A shipped model is verified against ``manifest.json`` (sha256) before it is loaded, so a corrupted
-or swapped file is refused instead of silently giving wrong answers.
+folder next to the ``edge`` package for an editable install (``GVD_MODELS_DIR`` overrides both, and
+must then name a folder with a manifest). A shipped model is verified against ``manifest.json``
+(sha256) before it is loaded, so a corrupted or swapped file is refused instead of silently giving
+wrong answers. Every model's graph is checked against the I/O contract in :mod:`edge.metadata` when
+it loads, so a model that could only fail on every file is refused once, with the reason.
 
 Sessions are tuned for small CPUs: one intra-op and one inter-op thread by default, no spin-waiting
 (a spinning thread burns a whole core on a Raspberry Pi between windows), no growing memory arena,
@@ -13,8 +15,6 @@ and every graph optimisation. A model is loaded once per process: sessions are c
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import threading
 from dataclasses import dataclass
@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
-from .metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from .files import sha256_file
+from .manifest import MANIFEST_NAME, Manifest, ManifestEntry, read_manifest
+from .metadata import INPUT_NAME, OUTPUT_NAME, SPEECH_OUTPUT_NAME, ModelMetadata
 from .settings import FeatureSettings
 
-MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = 1
 ENV_MODELS_DIR = "GVD_MODELS_DIR"
+_FLOAT32 = "tensor(float)"
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,12 @@ class SessionOptions:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model file and, for a shipped model, its manifest entry."""
+    """A model file and, for a shipped model, its manifest entry and the manifest it came from."""
 
     name: str
     path: Path
-    entry: dict[str, Any] | None  # None for a user-supplied .onnx path
+    entry: ManifestEntry | None = None  # None for a user-supplied .onnx path
+    manifest_path: Path | None = None
 
 
 @dataclass
@@ -58,17 +60,33 @@ class LoadedModel:
     metadata: ModelMetadata
     input_name: str
     output_name: str
+    speech_output_name: str | None = None  # "p_speech" when the model has a speech output
 
     @property
     def settings(self) -> FeatureSettings:
         return self.metadata.feature_settings
 
 
+def _env_models_dir() -> Path | None:
+    """The folder named by GVD_MODELS_DIR; ModelError when it is set but holds no manifest."""
+    value = os.environ.get(ENV_MODELS_DIR)
+    if not value:
+        return None
+    folder = Path(value)
+    if not folder.is_dir():
+        raise ModelError(f"{ENV_MODELS_DIR}={value}: no such folder; point it to a models folder or unset it")
+    if not (folder / MANIFEST_NAME).is_file():
+        raise ModelError(f"{ENV_MODELS_DIR}={value}: the folder has no {MANIFEST_NAME} (write one with "
+                         "'gvd export --train-dir DIR --out FOLDER'), or unset it")
+    return folder
+
+
 def candidate_dirs() -> list[Path]:
     """Where shipped models are looked for, in order."""
     dirs = []
-    if os.environ.get(ENV_MODELS_DIR):
-        dirs.append(Path(os.environ[ENV_MODELS_DIR]))
+    env = _env_models_dir()
+    if env is not None:
+        dirs.append(env)
     package = Path(__file__).resolve().parent
     dirs.append(package / "_models")  # inside an installed wheel
     dirs.append(package.parent / "models")  # editable install / source checkout
@@ -83,28 +101,14 @@ def models_dir() -> Path | None:
     return None
 
 
-def load_manifest(folder: Path | None = None) -> dict[str, Any]:
+def load_manifest(folder: Path | None = None) -> Manifest:
     """The parsed, checked manifest; ModelError when it is missing or malformed."""
     folder = folder or models_dir()
     if folder is None:
         looked = ", ".join(str(d) for d in candidate_dirs())
         raise ModelError(f"no shipped models found (looked for {MANIFEST_NAME} in: {looked}); "
                          "pass the path of an .onnx model instead")
-    path = folder / MANIFEST_NAME
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: unreadable model manifest ({exc})") from exc
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), list):
-        raise ModelError(f"{path}: the manifest has no 'models' list")
-    if int(manifest.get("format_version", 0)) > MANIFEST_FORMAT:
-        raise ModelError(f"{path}: manifest format {manifest['format_version']} is newer than this "
-                         f"runtime reads ({MANIFEST_FORMAT}); upgrade gvd")
-    for entry in manifest["models"]:
-        missing = [k for k in ("name", "file", "sha256") if not isinstance(entry, dict) or k not in entry]
-        if missing:
-            raise ModelError(f"{path}: a model entry lacks {', '.join(missing)}")
-    return manifest
+    return read_manifest(folder / MANIFEST_NAME)
 
 
 def list_models() -> list[dict[str, Any]]:
@@ -113,61 +117,52 @@ def list_models() -> list[dict[str, Any]]:
     if folder is None:
         return []
     manifest = load_manifest(folder)
-    default = manifest.get("default")
     return [
-        {**entry, "default": entry["name"] == default, "path": str(folder / entry["file"])}
-        for entry in manifest["models"]
+        {**entry.to_dict(), "default": entry.name == manifest.default, "path": str(folder / entry.file)}
+        for entry in manifest.models
     ]
 
 
-def resolve(model: str | os.PathLike | None) -> ModelRef:
+def _user_file(model: str | os.PathLike[str]) -> ModelRef | None:
+    """A ModelRef for an explicit file path, None for a shipped model's name."""
+    text = os.fspath(model)
+    candidate = Path(text)
+    if candidate.is_dir():
+        raise ModelError(f"{candidate}: is a folder, not a model file; pass an .onnx file or a shipped model's name")
+    if candidate.suffix.lower() == ".onnx" or os.sep in text or candidate.is_file():
+        if not candidate.is_file():
+            raise ModelError(f"{candidate}: no such model file")
+        return ModelRef(candidate.stem, candidate.resolve())
+    return None
+
+
+def resolve(model: str | os.PathLike[str] | None) -> ModelRef:
     """A shipped name (or None for the default) or an .onnx path to a :class:`ModelRef`."""
-    if model is not None:
-        text = os.fspath(model)
-        candidate = Path(text)
-        if candidate.suffix.lower() == ".onnx" or os.sep in text or candidate.is_file():
-            if not candidate.is_file():
-                raise ModelError(f"{candidate}: no such model file")
-            return ModelRef(candidate.stem, candidate.resolve(), None)
-    folder = models_dir()
-    manifest = load_manifest(folder)
-    assert folder is not None
-    name = model if model is not None else manifest.get("default")
-    if name is None:
-        raise ModelError(f"{folder / MANIFEST_NAME}: no default model; choose one by name")
-    entries = {entry["name"]: entry for entry in manifest["models"]}
-    if name not in entries:
-        raise ModelError(f"unknown model {name!r}; shipped models: {', '.join(entries) or 'none'} "
+    if model is not None and (ref := _user_file(model)) is not None:
+        return ref
+    manifest = load_manifest()
+    name = os.fspath(model) if model is not None else manifest.default
+    entry = manifest.entry(name)
+    if entry is None:
+        raise ModelError(f"unknown model {name!r}; shipped models: {', '.join(manifest.names) or 'none'} "
                          "(or pass the path of an .onnx file)")
-    entry = entries[name]
-    path = folder / entry["file"]
+    path = manifest.folder / entry.file
     if not path.is_file():
-        raise ModelError(f"model {name!r}: {path} is listed in the manifest but missing; reinstall gvd")
-    return ModelRef(name, path.resolve(), entry)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        raise ModelError(f"model {name!r}: {path} is listed in {manifest.path} but missing; reinstall gvd")
+    return ModelRef(name, path.resolve(), entry, manifest.path)
 
 
 def verify(ref: ModelRef) -> None:
-    """Refuse a shipped model whose bytes differ from the manifest."""
+    """Refuse a shipped model whose bytes differ from its manifest."""
     if ref.entry is None:
         return
     actual = sha256_file(ref.path)
-    expected = str(ref.entry["sha256"]).lower()
+    expected = ref.entry.sha256.lower()
     if actual != expected:
         raise ModelError(
-            f"model {ref.name!r} ({ref.path}) does not match models/manifest.json: sha256 {actual[:12]}... "
+            f"model {ref.name!r} ({ref.path}) does not match {ref.manifest_path}: sha256 {actual[:12]}... "
             f"instead of {expected[:12]}...; the file is corrupted or was replaced, reinstall gvd"
         )
-    size = ref.entry.get("size_bytes")
-    if size is not None and int(size) != ref.path.stat().st_size:  # pragma: no cover - sha catches it first
-        raise ModelError(f"model {ref.name!r}: size differs from the manifest")
 
 
 def session_options(options: SessionOptions):
@@ -199,17 +194,55 @@ def _open(ref: ModelRef, options: SessionOptions) -> LoadedModel:
                                        providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for damaged graphs
         raise ModelError(f"{ref.path}: onnxruntime cannot load this model ({exc})") from exc
-    metadata = ModelMetadata.from_props(dict(session.get_modelmeta().custom_metadata_map))
-    inputs = {i.name: i for i in session.get_inputs()}
-    outputs = {o.name for o in session.get_outputs()}
-    if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
-        raise ModelError(f"{ref.path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, found "
-                         f"inputs {sorted(inputs)} and outputs {sorted(outputs)}")
-    shape = inputs[INPUT_NAME].shape
-    n_mfcc = metadata.feature_settings.n_mfcc
-    if len(shape) != 3 or (isinstance(shape[2], int) and shape[2] != n_mfcc):
-        raise ModelError(f"{ref.path}: input shape {shape} does not match [batch, time, {n_mfcc}]")
-    return LoadedModel(ref, session, metadata, INPUT_NAME, OUTPUT_NAME)
+    try:
+        metadata = ModelMetadata.from_props(dict(session.get_modelmeta().custom_metadata_map))
+    except ModelError as exc:
+        raise ModelError(f"{ref.path}: {exc}") from exc
+    check_graph(ref.path, session.get_inputs(), session.get_outputs(), metadata)
+    speech = SPEECH_OUTPUT_NAME if metadata.has_speech_output else None
+    return LoadedModel(ref, session, metadata, INPUT_NAME, OUTPUT_NAME, speech)
+
+
+def check_graph(path: Path, inputs: list[Any], outputs: list[Any], metadata: ModelMetadata) -> None:
+    """Refuse a graph that breaks the model I/O contract, before any audio reaches it.
+
+    ``inputs`` and ``outputs`` are onnxruntime NodeArgs (``name``, ``type``, ``shape``).
+    """
+    _check_input(path, inputs, metadata.feature_settings.n_features)
+    found = {o.name: o for o in outputs}
+    expected = list(metadata.outputs)
+    if sorted(found) != sorted(expected):
+        raise ModelError(f"{path}: the graph's outputs are {sorted(found)}, its metadata promises {expected}; "
+                         f"gvd models output {OUTPUT_NAME!r} [batch, 1] and, when the metadata says so, "
+                         f"{SPEECH_OUTPUT_NAME!r} [batch, 1]")
+    for name in expected:
+        _check_probability_output(path, found[name])
+
+
+def _check_input(path: Path, inputs: list[Any], n_features: int) -> None:
+    names = [i.name for i in inputs]
+    if names != [INPUT_NAME]:
+        raise ModelError(f"{path}: the graph's inputs are {names}; gvd models take one input {INPUT_NAME!r}")
+    node = inputs[0]
+    wanted = f"float32 [batch, time, {n_features}] with batch and time dynamic"
+    if node.type != _FLOAT32:
+        raise ModelError(f"{path}: input {INPUT_NAME!r} is {node.type}, not {wanted}; re-export it with float32 input")
+    shape = list(node.shape or [])
+    if len(shape) != 3:
+        raise ModelError(f"{path}: input {INPUT_NAME!r} has shape {shape}, not {wanted}")
+    if isinstance(shape[0], int) or isinstance(shape[1], int):
+        raise ModelError(f"{path}: input {INPUT_NAME!r} has a fixed batch or time dimension {shape}, so it cannot "
+                         f"take windows of every length; gvd models take {wanted}")
+    if shape[2] != n_features:
+        raise ModelError(f"{path}: input {INPUT_NAME!r} has {shape[2]} features per frame, its feature settings "
+                         f"give {n_features}; the graph and its metadata do not belong together")
+
+
+def _check_probability_output(path: Path, node: Any) -> None:
+    shape = list(node.shape or [])
+    if node.type != _FLOAT32 or len(shape) != 2 or isinstance(shape[0], int) or shape[1] != 1:
+        raise ModelError(f"{path}: output {node.name!r} is {node.type} {shape}; gvd models output one float32 "
+                         f"probability per window, [batch, 1]")
 
 
 def load(model: str | os.PathLike | None = None, threads: int = 1, inter_threads: int = 1) -> LoadedModel:

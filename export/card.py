@@ -111,11 +111,16 @@ def _metrics_sections(results) -> list[str]:
     return lines
 
 
+def _settings_text(settings) -> str:
+    """Every other feature setting as written in the model (the card follows whatever fields exist)."""
+    shown = {"sample_rate", "window_seconds", "window_hop_seconds", "min_speech_seconds", "schema"}
+    return ", ".join(f"{key} {value}" for key, value in settings.to_dict().items() if key not in shown)
+
+
 def _parity_sources(floats) -> str:
     names = {"parity_windows.npz": "the sample of real test windows written by training",
-             "synthetic": "random MFCC-like windows of several lengths",
-             "test_split.npz": "every window of the whole test split, labelled, rebuilt from the training "
-                               "feature cache (`--test-data`)"}
+             "synthetic": "random feature-like windows of several lengths",
+             "test_windows.npz": "every window of the whole test split, labelled, written by training"}
     parts: list[str] = []
     for r in floats:
         for part in str((r.parity or {}).get("source", "")).split("+"):
@@ -148,7 +153,8 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
         "",
         "## Models",
         "",
-        "| name | file | cell | architecture | int8 | size (bytes) | window ms (median / p95) | parity max abs diff | default |",
+        "| name | file | cell | architecture | int8 | size (bytes) | window ms (median / p95) "
+        "| parity max abs diff | default |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -157,16 +163,19 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
                 f"{r.cell.upper()}, {c.get('pooling', 'last')} pooling"
                 f"{', Dense ' + str(c['dense_units']) if c.get('dense_units') else ''}")
         parity = r.parity.get("max_abs_diff") if r.parity else None
+        parity_text = "n/a (int8)"
+        if r.parity and parity is not None:
+            parity_text = f"{parity:.2e} ({r.parity['windows']} windows)"
         lines.append(f"| {r.name} | `{r.path.name}` | {r.cell} | {arch} | {'yes' if r.quantized else 'no'} | "
-                     f"{r.size_bytes:,} | {r.timing.median_ms:.3f} / {r.timing.p95_ms:.3f} | "
-                     f"{'%.2e (%d windows)' % (parity, r.parity['windows']) if parity is not None else 'n/a (int8)'} | "
+                     f"{r.size_bytes:,} | {r.timing.median_ms:.3f} / {r.timing.p95_ms:.3f} | {parity_text} | "
                      f"{'**yes**' if r.name == default else ''} |")
     lines += [
         "",
         f"The default (`{default}`) is the float model with the best {criterion}; "
-        "ties within 0.1 point go to the fastest. Window times: one 3 s window (94 frames x "
-        f"{settings.n_mfcc} MFCC), batch 1, onnxruntime with one intra-op and one inter-op thread, measured on "
-        "the export machine (2 shared CPU cores, x86-64) right after export; see "
+        "ties within 0.1 point go to the fastest. Window times: one full analysis window "
+        f"({settings.window_seconds:g} s x {settings.n_features} features per frame), batch 1, onnxruntime "
+        "with one intra-op and one inter-op thread, measured on the export machine (2 shared CPU cores, "
+        "x86-64) right after export; see "
         "`benchmarks/results/export.md` for the native-vs-tf2onnx comparison.",
         "",
         "Every float model is built from the trained Keras weights as native ONNX `LSTM` / `GRU` / `RNN` "
@@ -178,13 +187,14 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
     int8_notes = [r for r in floats if "int8" in r.accuracy]
     if int8_notes:
         lines += ["## int8", "",
-                  "| model | shipped | size float -> int8 (bytes) | window ms float -> int8 | clip accuracy float -> int8 "
-                  "| drop (points) | max abs diff vs float | clip decisions flipped |",
+                  "| model | shipped | size float -> int8 (bytes) | window ms float -> int8 "
+                  "| clip accuracy float -> int8 | drop (points) | max abs diff vs float | clip decisions flipped |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in int8_notes:
             e = r.accuracy["int8"]
             if "clip_accuracy_float" in e:
-                accuracy = f"{e['clip_accuracy_float']:.4f} -> {e['clip_accuracy_int8']:.4f} ({e['labelled_clips']} clips)"
+                accuracy = (f"{e['clip_accuracy_float']:.4f} -> {e['clip_accuracy_int8']:.4f} "
+                            f"({e['labelled_clips']} clips)")
                 drop = f"{e['accuracy_drop_points']:.2f}"
             else:
                 accuracy, drop = "no labels", f"<= {e['accuracy_drop_points_bound']:.2f}"
@@ -197,8 +207,8 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
                   "quantized at run time). onnxruntime has int8 kernels for LSTM only (no int8 GRU/RNN), so only "
                   "the LSTM is quantized; it ships only if clip accuracy drops by at most 0.5 points and at most 2% of "
                   "clip decisions flip (equal accuracy with decisions swapped both ways would be a different model). "
-                  "Clip decisions are compared on the real windows (the sample training wrote plus, with "
-                  "`--test-data`, the whole test split); each sample window counts as its own clip.", ""]
+                  "Clip decisions are compared on the real windows (the whole labelled test split and the "
+                  "sample training wrote); each sample window counts as its own clip.", ""]
     lines += [
         "## Training data",
         "",
@@ -229,11 +239,9 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
         "## Features",
         "",
         f"{settings.sample_rate} Hz mono; {settings.window_seconds:g} s windows every "
-        f"{settings.window_hop_seconds:g} s; speech detection {'on' if settings.vad else 'off'}; noise reduction "
-        f"{'on' if settings.noise_reduction else 'off'}; RMS levelling to {settings.target_dbfs:g} dBFS, "
-        f"pre-emphasis {settings.pre_emphasis:g}; {settings.n_mfcc} MFCC (n_fft {settings.n_fft}, hop "
-        f"{settings.hop_length}, {settings.n_mels} mels), per-window `{settings.feature_norm}` normalisation. "
-        "The full settings are in each model's `gvd.feature_settings` metadata.",
+        f"{settings.window_hop_seconds:g} s, at least {settings.min_speech_seconds:g} s of speech each; "
+        f"{settings.n_features} features per frame; {_settings_text(settings)}. "
+        "The same settings are in each model's `gvd.feature_settings` metadata.",
         "",
         "## Known limits",
         "",
@@ -255,9 +263,9 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
         "",
         "```",
         "python -m train.release --data ../shared/data --out models   # trains, then runs gvd export:",
-        "gvd export --train-dir DIR --test-data ../shared/data --out models",
-        "#   DIR = the training output (<cell>/model.keras, training.json, parity_windows.npz);",
-        "#   --test-data adds the whole labelled test split (from the feature cache) to parity and int8 checks",
+        "gvd export --train-dir DIR --out models",
+        "#   DIR = the training output (<cell>/model.keras, training.json, test_windows.npz, parity_windows.npz);",
+        "#   test_windows.npz, the whole labelled test split, feeds the parity and int8 checks",
         "python benchmarks/bench_export.py --train-dir DIR   # native vs tf2onnx timings",
         "```",
         "",

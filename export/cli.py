@@ -6,7 +6,6 @@ Module-level imports stay light (click only): ``gvd --help`` imports every comma
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import click
@@ -24,11 +23,8 @@ import click
                    "(single model only, for comparison).")
 @click.option("--opset", type=click.IntRange(15, None), default=17, show_default=True)
 @click.option("--windows", "extra_windows", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Extra parity windows (.npz, features_<i> [+ label_<i>, clip_<i>, speech_<i>]), e.g. the whole "
-                   "test split written by 'python -m export.test_split'.")
-@click.option("--test-data", multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="With --train-dir: the corpora training used (e.g. ../shared/data). Rebuilds the run's whole "
-                   "test split from the feature cache, labelled, for parity and the int8 accuracy check.")
+              help="Extra parity windows (.npz: the labelled test_windows.npz format, or features_<i> "
+                   "[+ label_<i>, clip_<i>, speech_<i>]). Each cell's own test_windows.npz is always used.")
 @click.option("--tolerance", type=float, default=1e-5, show_default=True,
               help="Largest allowed |Keras - onnxruntime| on any window.")
 @click.option("--int8/--no-int8", default=True, show_default=True,
@@ -36,14 +32,14 @@ import click
                    "<= 2% of clip decisions flip.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export summary as JSON.")
 def export(source: Path | None, out: Path, train_dir: Path | None, method: str, opset: int,
-           extra_windows: tuple[Path, ...], test_data: tuple[str, ...], tolerance: float, int8: bool,
-           as_json: bool) -> None:
+           extra_windows: tuple[Path, ...], tolerance: float, int8: bool, as_json: bool) -> None:
     """Export trained models to small, self-describing ONNX files.
+
+    Parity and the int8 accuracy check run on the labelled test windows training wrote next to
+    each training.json (test_windows.npz), plus training's parity sample and synthetic windows.
 
     \b
     gvd export --train-dir DIR --out models        every cell in DIR, + manifest.json, README.md
-    gvd export --train-dir DIR --test-data ../shared/data --out models
-                                                   ... with parity and int8 accuracy on the whole test split
     gvd export DIR/gru --out gru.onnx              one model (a training output dir or a .keras file)
     """
     from edge.errors import GvdError
@@ -52,31 +48,40 @@ def export(source: Path | None, out: Path, train_dir: Path | None, method: str, 
 
     if (source is None) == (train_dir is None):
         raise click.UsageError("give either SOURCE (one model) or --train-dir (every cell), not both")
-    if test_data and train_dir is None:
-        raise click.UsageError("--test-data goes with --train-dir")
     say = lambda message: click.echo(message, err=True)  # noqa: E731
-    with tempfile.TemporaryDirectory(prefix="gvd-export-") as tmp:
-        try:
-            if test_data:
-                extra_windows += (_test_split_file(list(test_data), train_dir, Path(tmp), say),)
-            options = ExportOptions(method=method, opset=opset, tolerance=tolerance, extra_windows=extra_windows,
-                                    int8=int8)
-            results, default = _run(source, out, train_dir, options, say)
-        except GvdError as exc:
-            raise click.ClickException(str(exc)) from exc
+    try:
+        test_windows = find_test_windows(source, train_dir)
+        if test_windows is None:
+            say("no test_windows.npz next to training.json: int8 is judged by flipped decisions, not accuracy")
+        else:
+            extra_windows = (test_windows, *extra_windows)
+        options = ExportOptions(method=method, opset=opset, tolerance=tolerance, extra_windows=extra_windows,
+                                int8=int8)
+        results, default = _run(source, out, train_dir, options, say)
+    except GvdError as exc:
+        raise click.ClickException(str(exc)) from exc
     _print(results, default, as_json)
 
 
-def _test_split_file(data: list[str], train_dir: Path, folder: Path, say) -> Path:
-    import numpy as np
+def find_test_windows(source: Path | None, train_dir: Path | None) -> Path | None:
+    """The run's labelled test windows: one file, the same for every cell (they share one split)."""
+    from edge.files import sha256_file
+    from edge.labelled_windows import TEST_WINDOWS_NAME
 
-    from .test_split import build_test_windows
+    from .errors import ExportError
 
-    arrays = build_test_windows(data, train_dir)
-    path = folder / "test_split.npz"
-    np.savez(path, **arrays)
-    say(f"test split: {sum(k.startswith('features_') for k in arrays)} windows rebuilt from the feature cache")
-    return path
+    if train_dir is not None:
+        folders = [d for d in sorted(train_dir.iterdir()) if (d / "training.json").is_file()]
+    else:
+        assert source is not None
+        folders = [source if source.is_dir() else source.parent]
+    files = [d / TEST_WINDOWS_NAME for d in folders if (d / TEST_WINDOWS_NAME).is_file()]
+    if not files:
+        return None
+    if len(files) != len(folders) or len({sha256_file(f) for f in files}) != 1:
+        raise ExportError(f"the cells in {train_dir} do not share one {TEST_WINDOWS_NAME} (different test splits); "
+                          "export them one by one")
+    return files[0]
 
 
 def _run(source, out: Path, train_dir, options, say):

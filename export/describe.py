@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.metadata import ModelMetadata
+from edge.metadata import METADATA_PREFIX, OUTPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from edge.settings import FeatureSettings
 
 from .errors import ExportError
 
-_PREFIX = "gvd."
 # Used when training.json carries no licence: every gvd model is trained on these corpora.
 DEFAULT_LICENSE = ("CC BY-NC-SA 4.0, non-commercial: trained on RAVDESS (CC BY-NC-SA 4.0), URDU-Dataset "
                    "(research use) and the original project's Indonesian recordings; see models/README.md")
@@ -33,10 +32,11 @@ class TrainingRecord:
     data_manifest_sha256: str = ""
     license: str = ""
     preset: str = ""
+    outputs: tuple[str, ...] = (OUTPUT_NAME,)  # the network's outputs; p_speech when it has a speech head
     path: Path | None = None
 
     @classmethod
-    def load(cls, path: str | Path) -> "TrainingRecord":
+    def load(cls, path: str | Path) -> TrainingRecord:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -53,11 +53,16 @@ class TrainingRecord:
             threshold = float(data["threshold"])
         except Exception as exc:
             raise ExportError(f"{path}: invalid feature settings or threshold: {exc}") from exc
+        # Runs trained before the speech output existed have p_female only.
+        outputs = tuple(data.get("outputs", [OUTPUT_NAME]))
+        if not outputs or outputs[0] != OUTPUT_NAME or not set(outputs) <= set(OUTPUT_NAMES):
+            raise ExportError(f"{path}: outputs {list(outputs)} must be {[OUTPUT_NAME]} or {list(OUTPUT_NAMES)}")
         return cls(cell=str(data["cell"]), model_config=dict(data["model_config"]), feature_settings=settings,
                    threshold=threshold, created=str(data["created"]), model_version=str(data["model_version"]),
                    metrics=dict(data.get("metrics") or {}),
                    data_manifest_sha256=str(data.get("data_manifest_sha256", "")),
-                   license=str(data.get("license", "")), preset=str(data.get("preset", "")), path=path)
+                   license=str(data.get("license", "")), preset=str(data.get("preset", "")), outputs=outputs,
+                   path=path)
 
     def metadata(self, extra_metrics: dict[str, Any] | None = None) -> ModelMetadata:
         metrics = dict(self.metrics)
@@ -67,12 +72,12 @@ class TrainingRecord:
         return ModelMetadata(feature_settings=self.feature_settings, cell=self.cell,
                              model_version=self.model_version, created=self.created, threshold=self.threshold,
                              data_manifest_sha256=self.data_manifest_sha256, metrics=metrics,
-                             license=self.license or DEFAULT_LICENSE)
+                             license=self.license or DEFAULT_LICENSE, outputs=self.outputs)
 
 
 def attach_metadata(proto, metadata: ModelMetadata) -> None:
     """Replace any gvd.* metadata of an ``onnx.ModelProto`` with ``metadata``."""
-    keep = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith(_PREFIX)]
+    keep = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith(METADATA_PREFIX)]
     del proto.metadata_props[:]
     for key, value in keep + sorted(metadata.to_props().items()):
         entry = proto.metadata_props.add()

@@ -88,6 +88,63 @@ def _activation_name(layer) -> str:
     return name if isinstance(name, str) else str(name)
 
 
+class _Layers:
+    """The supported layers of a gvd Keras model, read in order into their NetworkSpec parts."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.recurrent: list[RecurrentSpec] = []
+        self.dense: list[DenseSpec] = []
+        self.pool_kinds: list[str] = []
+
+    def add(self, layer) -> None:
+        kind = type(layer).__name__
+        if kind in _IGNORED:
+            return  # identity at inference
+        if kind == "Masking":
+            raise ExportError("masking layers are not supported: gvd windows are never padded")
+        if kind == "Bidirectional" or kind in _CELL_OF:
+            self._recurrent(layer)
+        elif kind in ("GlobalAveragePooling1D", "GlobalMaxPooling1D"):
+            self._pooling(layer, kind)
+        elif kind == "Concatenate":
+            self._concatenate(layer)
+        elif kind == "Dense":
+            self._dense(layer)
+        else:
+            raise ExportError(f"{layer.name}: layer type {kind} is not supported by the native export")
+
+    def _recurrent(self, layer) -> None:
+        if self.pool_kinds or self.dense:
+            raise ExportError(f"{layer.name}: a recurrent layer after pooling is not supported")
+        self.recurrent.append(_recurrent(layer))
+
+    def _pooling(self, layer, kind: str) -> None:
+        config = layer.get_config()
+        if config.get("keepdims") or config.get("data_format", "channels_last") != "channels_last":
+            raise ExportError(f"{layer.name}: only channels_last pooling without keepdims is supported")
+        self.pool_kinds.append("mean" if kind == "GlobalAveragePooling1D" else "max")
+
+    def _concatenate(self, layer) -> None:
+        if self.pool_kinds != ["mean", "max"] or layer.get_config().get("axis", -1) not in (-1, 1):
+            raise ExportError(f"{layer.name}: only the mean+max pooling concatenation is supported")
+        # The inputs must come in the order mean, max (as train.models builds them).
+        sources = [node_input._keras_history.operation.name for node_input in layer.input]
+        kinds = [type(self.model.get_layer(name)).__name__ for name in sources]
+        if kinds != ["GlobalAveragePooling1D", "GlobalMaxPooling1D"]:
+            raise ExportError(f"{layer.name}: concatenates {kinds}, expected mean then max pooling")
+        self.pool_kinds = ["meanmax"]
+
+    def _dense(self, layer) -> None:
+        activation = _activation_name(layer)
+        if activation not in ("relu", "sigmoid"):
+            raise ExportError(f"{layer.name}: Dense activation {activation!r} is not supported")
+        kernel = np.asarray(layer.kernel.numpy(), dtype=np.float32)
+        bias = (np.asarray(layer.bias.numpy(), dtype=np.float32) if layer.use_bias
+                else np.zeros(kernel.shape[1], dtype=np.float32))
+        self.dense.append(DenseSpec(kernel=kernel, bias=bias, activation=activation))
+
+
 def read_network(model) -> NetworkSpec:
     """Describe ``model`` (a keras.Model built by train.models.build_model) as a NetworkSpec."""
     inputs = model.inputs
@@ -95,44 +152,11 @@ def read_network(model) -> NetworkSpec:
         raise ExportError("the model must have exactly one input and one output")
     shape = tuple(inputs[0].shape)
     if len(shape) != 3 or shape[-1] is None:
-        raise ExportError(f"the model input must be (batch, time, n_mfcc), got {shape}")
-    recurrent: list[RecurrentSpec] = []
-    dense: list[DenseSpec] = []
-    pool_kinds: list[str] = []
+        raise ExportError(f"the model input must be (batch, time, n_features), got {shape}")
+    layers = _Layers(model)
     for layer in model.layers:
-        kind = type(layer).__name__
-        if kind in _IGNORED:
-            continue  # identity at inference
-        if kind == "Masking":
-            raise ExportError("masking layers are not supported: gvd windows are never padded")
-        if kind == "Bidirectional" or kind in _CELL_OF:
-            if pool_kinds or dense:
-                raise ExportError(f"{layer.name}: a recurrent layer after pooling is not supported")
-            recurrent.append(_recurrent(layer))
-        elif kind in ("GlobalAveragePooling1D", "GlobalMaxPooling1D"):
-            config = layer.get_config()
-            if config.get("keepdims") or config.get("data_format", "channels_last") != "channels_last":
-                raise ExportError(f"{layer.name}: only channels_last pooling without keepdims is supported")
-            pool_kinds.append("mean" if kind == "GlobalAveragePooling1D" else "max")
-        elif kind == "Concatenate":
-            if pool_kinds != ["mean", "max"] or layer.get_config().get("axis", -1) not in (-1, 1):
-                raise ExportError(f"{layer.name}: only the mean+max pooling concatenation is supported")
-            # The inputs must come in the order mean, max (as train.models builds them).
-            sources = [node_input._keras_history.operation.name for node_input in layer.input]
-            kinds = [type(model.get_layer(name)).__name__ for name in sources]
-            if kinds != ["GlobalAveragePooling1D", "GlobalMaxPooling1D"]:
-                raise ExportError(f"{layer.name}: concatenates {kinds}, expected mean then max pooling")
-            pool_kinds = ["meanmax"]
-        elif kind == "Dense":
-            activation = _activation_name(layer)
-            if activation not in ("relu", "sigmoid"):
-                raise ExportError(f"{layer.name}: Dense activation {activation!r} is not supported")
-            kernel = np.asarray(layer.kernel.numpy(), dtype=np.float32)
-            bias = (np.asarray(layer.bias.numpy(), dtype=np.float32) if layer.use_bias
-                    else np.zeros(kernel.shape[1], dtype=np.float32))
-            dense.append(DenseSpec(kernel=kernel, bias=bias, activation=activation))
-        else:
-            raise ExportError(f"{layer.name}: layer type {kind} is not supported by the native export")
+        layers.add(layer)
+    recurrent, dense, pool_kinds = layers.recurrent, layers.dense, layers.pool_kinds
     pooling = {(): "last", ("mean",): "mean", ("meanmax",): "meanmax"}.get(tuple(pool_kinds))
     if pooling is None:
         raise ExportError(f"unsupported pooling layers {pool_kinds}")

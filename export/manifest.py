@@ -1,39 +1,19 @@
-"""models/manifest.json (contract 2 of COMMON.md): what is shipped, its hash, and the default."""
+"""Choosing what ``manifest.json`` says: the default model and its headline accuracy.
+
+The manifest format itself (entries, reading, atomic writing, verification) is the runtime's
+:mod:`edge.manifest`; these names are re-exported for the export step.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
+from edge.files import sha256_file
+from edge.manifest import MANIFEST_FORMAT, MANIFEST_NAME, ManifestEntry, verify_manifest, write_manifest
 
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    name: str
-    file: str
-    sha256: str
-    size_bytes: int
-    cell: str
-    quantized: bool
-    metrics: dict[str, Any] = field(default_factory=dict)
-    description: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_NAME", "ManifestEntry", "choose_default", "default_criterion",
+           "loco_accuracy", "sha256_file", "verify_manifest", "write_manifest"]
 
 
 def _number(value: Any) -> float | None:
@@ -98,33 +78,3 @@ def choose_default(entries: list[ManifestEntry]) -> str:
         return (round(accuracy, 3), speed if isinstance(speed, (int, float)) else math.inf, entry.name)
 
     return min(candidates, key=key).name
-
-
-def write_manifest(directory: str | Path, entries: list[ManifestEntry], default: str) -> Path:
-    if default not in {e.name for e in entries}:
-        raise ValueError(f"default {default!r} is not among the shipped models")
-    path = Path(directory) / MANIFEST_NAME
-    payload = {"format_version": FORMAT_VERSION, "default": default, "models": [e.to_dict() for e in entries]}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
-    return path
-
-
-def verify_manifest(directory: str | Path) -> list[str]:
-    """Problems found (missing files, wrong size or hash); empty when everything matches."""
-    directory = Path(directory)
-    data = json.loads((directory / MANIFEST_NAME).read_text())
-    problems = []
-    for entry in data.get("models", []):
-        path = directory / entry["file"]
-        if not path.is_file():
-            problems.append(f"{entry['file']}: missing")
-            continue
-        if path.stat().st_size != entry["size_bytes"]:
-            problems.append(f"{entry['file']}: size {path.stat().st_size} != {entry['size_bytes']}")
-        if sha256_file(path) != entry["sha256"]:
-            problems.append(f"{entry['file']}: sha256 mismatch")
-    if data.get("default") not in {e["name"] for e in data.get("models", [])}:
-        problems.append(f"default {data.get('default')!r} is not a listed model")
-    return problems

@@ -1,13 +1,15 @@
 """Prove that an exported ONNX model computes what the Keras model computes.
 
-Windows come from ``parity_windows.npz`` (written by training) and/or any other ``.npz`` in the same
-format — e.g. the whole test split. Format, one entry per window i:
-    features_<i>   float32 (time, n_mfcc), required
+Windows come from the files training writes next to ``training.json``: ``test_windows.npz`` (every
+clean test window with its label, format in :mod:`edge.labelled_windows`) and ``parity_windows.npz``
+(a sample of test windows, some cropped). The latter, and any other window file given to the
+exporter, may use the per-window format, one entry per window i:
+    features_<i>   float32 (time, n_features), required
     label_<i>      0 = male, 1 = female (optional; or one array ``labels`` of length N)
     clip_<i>       clip id, int or str (optional; or one array ``clips``); windows of a clip are
                    aggregated as the runtime does (speech-weighted mean), else each window is a clip
     speech_<i>     seconds of speech in the window (optional; or one array ``speech_seconds``)
-Synthetic windows (random MFCC-like matrices of several lengths) are always added so that the
+Synthetic windows (random feature matrices of several lengths) are always added so that the
 check also covers inputs the test split does not contain.
 """
 
@@ -20,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.labelled_windows import WindowsFileError, is_labelled_windows_file, read_labelled_windows
 from edge.pipeline import aggregate
 
 from .errors import ExportError, ParityError
+from .timing import WINDOW_FRAMES
 
 DEFAULT_TOLERANCE = 1e-5
 _BATCH = 256
@@ -48,7 +52,7 @@ class WindowSet:
         return dict(groups)
 
     @staticmethod
-    def concat(parts: list["WindowSet"]) -> "WindowSet":
+    def concat(parts: list[WindowSet]) -> WindowSet:
         """One set from several; clip ids stay distinct by pairing them with the part's position."""
         if len(parts) == 1:
             return parts[0]
@@ -67,8 +71,10 @@ class WindowSet:
 
 
 def load_windows(path: str | Path, n_mfcc: int | None = None) -> WindowSet:
-    """Read a window file (format in the module docstring)."""
+    """Read a window file (either format in the module docstring); ``n_mfcc`` is the expected width."""
     path = Path(path)
+    if is_labelled_windows_file(path):
+        return _load_labelled(path, n_mfcc)
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -77,37 +83,56 @@ def load_windows(path: str | Path, n_mfcc: int | None = None) -> WindowSet:
         indices = sorted(int(m.group(1)) for key in data.files if (m := re.fullmatch(r"features_(\d+)", key)))
         if not indices:
             raise ExportError(f"{path} holds no features_<i> arrays")
-        windows = []
-        for i in indices:
-            window = np.asarray(data[f"features_{i}"], dtype=np.float32)
-            if window.ndim != 2 or (n_mfcc is not None and window.shape[1] != n_mfcc) or window.shape[0] < 1:
-                raise ExportError(f"{path}: features_{i} has shape {window.shape}, expected (time, {n_mfcc})")
-            if not np.all(np.isfinite(window)):
-                raise ExportError(f"{path}: features_{i} contains NaN or infinite values")
-            windows.append(window)
-
-        def per_window(single: str, array: str, dtype=None):
-            if array in data.files:
-                values = np.asarray(data[array])
-                if len(values) != len(indices):
-                    raise ExportError(f"{path}: '{array}' has {len(values)} entries for {len(indices)} windows")
-                return values
-            if all(f"{single}_{i}" in data.files for i in indices):
-                return np.asarray([data[f"{single}_{i}"].item() for i in indices])
-            return None
-
-        labels = per_window("label", "labels")
-        clips = per_window("clip", "clips")
-        speech = per_window("speech", "speech_seconds")
+        windows = [_window(data, path, i, n_mfcc) for i in indices]
+        labels = _per_window(data, path, indices, "label", "labels")
+        clips = _per_window(data, path, indices, "clip", "clips")
+        speech = _per_window(data, path, indices, "speech", "speech_seconds")
     return WindowSet(windows=windows, labels=None if labels is None else labels.astype(np.int64),
                      clips=None if clips is None else clips.tolist(),
                      speech_seconds=None if speech is None else speech.astype(np.float64), source=path.name)
 
 
-def synthetic_windows(n_mfcc: int, count: int = 48, seed: int = 0) -> WindowSet:
-    """Random normalised-MFCC-like windows: full 3 s windows (94 frames) and shorter speech-only ones."""
+def _window(data, path: Path, i: int, n_features: int | None) -> np.ndarray:
+    window = np.asarray(data[f"features_{i}"], dtype=np.float32)
+    if window.ndim != 2 or (n_features is not None and window.shape[1] != n_features) or window.shape[0] < 1:
+        raise ExportError(f"{path}: features_{i} has shape {window.shape}, expected (time, {n_features})")
+    if not np.all(np.isfinite(window)):
+        raise ExportError(f"{path}: features_{i} contains NaN or infinite values")
+    return window
+
+
+def _per_window(data, path: Path, indices: list[int], single: str, array: str) -> np.ndarray | None:
+    """One value per window, from one array ``array`` or from ``<single>_<i>`` entries; None when absent."""
+    if array in data.files:
+        values = np.asarray(data[array])
+        if len(values) != len(indices):
+            raise ExportError(f"{path}: '{array}' has {len(values)} entries for {len(indices)} windows")
+        return values
+    if all(f"{single}_{i}" in data.files for i in indices):
+        return np.asarray([data[f"{single}_{i}"].item() for i in indices])
+    return None
+
+
+def _load_labelled(path: Path, n_features: int | None) -> WindowSet:
+    try:
+        labelled = read_labelled_windows(path)
+    except WindowsFileError as exc:
+        raise ExportError(str(exc)) from exc
+    if not len(labelled):
+        raise ExportError(f"{path} holds no windows")
+    if n_features is not None and labelled.n_features != n_features:
+        raise ExportError(f"{path}: windows have {labelled.n_features} features per frame, "
+                          f"the model takes {n_features}")
+    if not np.all(np.isfinite(labelled.features)):
+        raise ExportError(f"{path}: the windows contain NaN or infinite values")
+    return WindowSet(windows=labelled.windows(), labels=labelled.labels.astype(np.int64),
+                     clips=labelled.recordings.tolist(), speech_seconds=labelled.speech_seconds, source=path.name)
+
+
+def synthetic_windows(n_mfcc: int, count: int = 48, seed: int = 0, frames: int = WINDOW_FRAMES) -> WindowSet:
+    """Random normalised-feature-like windows: full windows of ``frames`` frames and shorter speech-only ones."""
     rng = np.random.default_rng(seed)
-    lengths = [94] * (count // 2) + list(rng.integers(16, 94, size=count - count // 2))
+    lengths = [frames] * (count // 2) + list(rng.integers(min(16, frames), frames, size=count - count // 2))
     windows = [rng.standard_normal((int(n), n_mfcc)).astype(np.float32) * rng.uniform(0.5, 2.0)
                for n in lengths]
     return WindowSet(windows=windows, source="synthetic")
@@ -166,7 +191,7 @@ def clip_accuracy(probabilities: np.ndarray, windows: WindowSet, threshold: floa
     if windows.labels is None:
         return None
     correct = total = 0
-    for clip, idx in windows.clip_groups().items():
+    for idx in windows.clip_groups().values():
         labels = windows.labels[idx]
         labels = labels[labels >= 0]
         if labels.size == 0:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-CELLS = ("lstm", "gru", "rnn")
+from edge.metadata import CELLS
+
 POOLINGS = ("last", "mean", "meanmax")
 
 
@@ -73,33 +74,41 @@ class NetworkSpec:
             raise ValueError("the network has no recurrent layer")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        gates = {"lstm": 4, "gru": 3, "rnn": 1}
         size = self.n_inputs
         for index, layer in enumerate(self.recurrent):
-            if layer.cell not in CELLS:
-                raise ValueError(f"layer {index}: unknown cell {layer.cell!r}")
             last = index == len(self.recurrent) - 1
-            wants_sequences = (not last) or self.pooling != "last"
-            if layer.return_sequences != wants_sequences:
-                raise ValueError(f"layer {index}: return_sequences={layer.return_sequences} does not fit "
-                                 f"pooling {self.pooling!r}")
-            g, h = gates[layer.cell], layer.units
-            for weights in layer.directions:
-                bias_shape = (2, 3 * h) if layer.cell == "gru" else (g * h,)
-                expected = {"kernel": (size, g * h), "recurrent": (h, g * h), "bias": bias_shape}
-                for name, shape in expected.items():
-                    actual = getattr(weights, name).shape
-                    if actual != shape:
-                        raise ValueError(f"layer {index} ({layer.cell}): {name} has shape {actual}, "
-                                         f"expected {shape}")
+            _check_recurrent(index, layer, size, wants_sequences=(not last) or self.pooling != "last")
             size = layer.output_size
         size = size * 2 if self.pooling == "meanmax" else size
         for index, dense in enumerate(self.dense):
-            if dense.kernel.shape[0] != size or dense.bias.shape != (dense.kernel.shape[1],):
-                raise ValueError(f"dense layer {index}: kernel {dense.kernel.shape} / bias {dense.bias.shape} "
-                                 f"do not follow an input of size {size}")
-            if dense.activation not in ("relu", "sigmoid"):
-                raise ValueError(f"dense layer {index}: unsupported activation {dense.activation!r}")
+            _check_dense(index, dense, size)
             size = dense.kernel.shape[1]
         if not self.dense or self.dense[-1].activation != "sigmoid" or size != 1:
             raise ValueError("the network must end in a 1-unit sigmoid Dense layer")
+
+
+_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def _check_recurrent(index: int, layer: RecurrentSpec, size: int, wants_sequences: bool) -> None:
+    if layer.cell not in CELLS:
+        raise ValueError(f"layer {index}: unknown cell {layer.cell!r}")
+    if layer.return_sequences != wants_sequences:
+        raise ValueError(f"layer {index}: return_sequences={layer.return_sequences} does not fit "
+                         f"{'the next layer' if wants_sequences else 'last-step pooling'}")
+    g, h = _GATES[layer.cell], layer.units
+    bias_shape = (2, 3 * h) if layer.cell == "gru" else (g * h,)
+    expected = {"kernel": (size, g * h), "recurrent": (h, g * h), "bias": bias_shape}
+    for weights in layer.directions:
+        for name, shape in expected.items():
+            actual = getattr(weights, name).shape
+            if actual != shape:
+                raise ValueError(f"layer {index} ({layer.cell}): {name} has shape {actual}, expected {shape}")
+
+
+def _check_dense(index: int, dense: DenseSpec, size: int) -> None:
+    if dense.kernel.shape[0] != size or dense.bias.shape != (dense.kernel.shape[1],):
+        raise ValueError(f"dense layer {index}: kernel {dense.kernel.shape} / bias {dense.bias.shape} "
+                         f"do not follow an input of size {size}")
+    if dense.activation not in ("relu", "sigmoid"):
+        raise ValueError(f"dense layer {index}: unsupported activation {dense.activation!r}")

@@ -1,4 +1,8 @@
-"""Shared fixtures. Tests that need the shared recordings skip, with the reason, where they are absent."""
+"""Shared fixtures. Tests that need the shared recordings skip, with the reason, where they are absent.
+
+Helpers that build models and signals live in ``model_fixtures.py`` and ``signals.py``; the fixtures
+are defined here only, so test modules use them without importing them.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model_fixtures import make_model, make_models_dir
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -14,7 +20,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def pytest_collection_modifyitems(config, items):
     if SHARED_DATA.is_dir():
         return
-    skip = pytest.mark.skip(reason=f"needs the shared recordings at {SHARED_DATA} (present in CI, not in a user's clone)")
+    skip = pytest.mark.skip(reason=f"needs the shared recordings at {SHARED_DATA} "
+                                   "(present in CI, not in a user's clone)")
     for item in items:
         if "shared" in item.keywords:
             item.add_marker(skip)
@@ -28,3 +35,28 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def fake_model(tmp_path_factory) -> Path:
+    """A random-weight GRU model with gvd metadata, for tests that must not depend on shipped models."""
+    return make_model(tmp_path_factory.mktemp("model") / "fake_gru.onnx")
+
+
+@pytest.fixture(scope="session")
+def fake_detector(fake_model):
+    from edge import Detector
+
+    return Detector(fake_model)
+
+
+@pytest.fixture
+def models_env(tmp_path, monkeypatch) -> Path:
+    """A models folder with a manifest, made the one gvd finds (GVD_MODELS_DIR)."""
+    from edge import model
+
+    folder = make_models_dir(tmp_path / "models")
+    monkeypatch.setenv("GVD_MODELS_DIR", str(folder))
+    model.clear_cache()
+    yield folder
+    model.clear_cache()

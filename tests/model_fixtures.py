@@ -1,6 +1,6 @@
 """Small stand-in ONNX models for runtime tests, so they pass before (and without) the shipped models.
 
-The graph follows the gvd model contract: input ``features`` [batch, time, n_mfcc] -> a native GRU
+The graph follows the gvd model contract: input ``features`` [batch, time, n_features] -> a native GRU
 node with random weights -> mean over time -> dense -> sigmoid -> ``p_female`` [batch, 1], with the
 gvd metadata written by :meth:`edge.metadata.ModelMetadata.to_props`. It needs the ``onnx`` package
 (the [train] extra), which the dev install has.
@@ -8,14 +8,20 @@ gvd metadata written by :meth:`edge.metadata.ModelMetadata.to_props`. It needs t
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from edge.files import sha256_file as sha256
 from edge.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
 from edge.settings import DEFAULT_SETTINGS, FeatureSettings
+
+from signals import voice
+
+__all__ = ["REPO", "SHIPPED_MANIFEST", "make_contract_model", "make_model", "make_models_dir", "sha256",
+           "shipped_models", "test_metadata", "voice"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_MANIFEST = REPO / "models" / "manifest.json"
@@ -32,7 +38,7 @@ test_metadata.__test__ = False  # a helper, not a pytest test
 
 
 def make_model(path: Path, metadata: ModelMetadata | None = None, hidden: int = 8, seed: int = 0,
-               with_metadata: bool = True, n_mfcc: int = 13) -> Path:
+               with_metadata: bool = True, n_features: int = 13) -> Path:
     """Write a random-weight GRU classifier to ``path`` and return it."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -40,7 +46,7 @@ def make_model(path: Path, metadata: ModelMetadata | None = None, hidden: int = 
     rng = np.random.default_rng(seed)
     metadata = metadata or test_metadata()
     weights = {
-        "W": rng.normal(0, 0.4, (1, 3 * hidden, n_mfcc)),
+        "W": rng.normal(0, 0.4, (1, 3 * hidden, n_features)),
         "R": rng.normal(0, 0.4, (1, 3 * hidden, hidden)),
         "B": rng.normal(0, 0.1, (1, 6 * hidden)),
         "dense_w": rng.normal(0, 1.0, (hidden, 1)),
@@ -60,7 +66,7 @@ def make_model(path: Path, metadata: ModelMetadata | None = None, hidden: int = 
     initializers.append(numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"))
     graph = helper.make_graph(
         nodes, "gvd_test_gru",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", "time", n_mfcc])],
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", "time", n_features])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1])],
         initializers,
     )
@@ -72,10 +78,6 @@ def make_model(path: Path, metadata: ModelMetadata | None = None, hidden: int = 
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def make_models_dir(folder: Path, names: tuple[str, ...] = ("gru", "lstm"), default: str = "gru") -> Path:
@@ -91,48 +93,52 @@ def make_models_dir(folder: Path, names: tuple[str, ...] = ("gru", "lstm"), defa
     return folder
 
 
-def voice(f0: float = 200.0, seconds: float = 4.0, sample_rate: int = 16000, level: float = 0.1,
-          seed: int = 0) -> np.ndarray:
-    """A speech-like test signal: a harmonic tone with gliding pitch, in syllables with short gaps."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    pitch = f0 * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))
-    phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
-    tone = sum(np.sin(k * phase) / k for k in range(1, 15))
-    syllables = (np.sin(2 * np.pi * 2.5 * t + rng.uniform(0, np.pi)) > -0.3).astype(float)
-    return (level * tone * syllables).astype(np.float32)
+def make_contract_model(path: Path, metadata: ModelMetadata | None = None, *, n_features: int = 13,
+                        input_type: int | None = None, input_shape: list | None = None,
+                        outputs: dict[str, list] | None = None) -> Path:
+    """A minimal graph with free I/O types and shapes, for the load-time contract checks.
 
+    features -> mean over time -> MatMul -> Sigmoid, one output per entry of ``outputs``
+    (name -> declared shape, whose last dimension is the number of columns).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-# -- pytest fixtures (import them into a test module to use them) ------------------------------------
-import pytest  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def fake_model(tmp_path_factory) -> Path:
-    """A random-weight GRU model with gvd metadata, for tests that must not depend on shipped models."""
-    return make_model(tmp_path_factory.mktemp("model") / "fake_gru.onnx")
-
-
-@pytest.fixture(scope="session")
-def fake_detector(fake_model):
-    from edge import Detector
-
-    return Detector(fake_model)
-
-
-@pytest.fixture
-def models_env(tmp_path, monkeypatch) -> Path:
-    """A models folder with a manifest, made the one gvd finds (GVD_MODELS_DIR)."""
-    from edge import model
-
-    folder = make_models_dir(tmp_path / "models")
-    monkeypatch.setenv("GVD_MODELS_DIR", str(folder))
-    model.clear_cache()
-    yield folder
-    model.clear_cache()
+    input_type = TensorProto.FLOAT if input_type is None else input_type
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(input_type)
+    outputs = outputs if outputs is not None else {OUTPUT_NAME: ["batch", 1]}
+    nodes = [helper.make_node("ReduceMean", [INPUT_NAME], ["pooled"], axes=[1], keepdims=0)]
+    initializers, declared = [], []
+    for k, (name, shape) in enumerate(outputs.items()):
+        width = shape[-1] if isinstance(shape[-1], int) else 1
+        initializers.append(numpy_helper.from_array(np.full((n_features, width), 0.01, dtype=dtype), f"w{k}"))
+        nodes += [helper.make_node("MatMul", ["pooled", f"w{k}"], [f"logit{k}"]),
+                  helper.make_node("Sigmoid", [f"logit{k}"], [name])]
+        declared.append(helper.make_tensor_value_info(name, input_type, shape))
+    shape = input_shape if input_shape is not None else ["batch", "time", n_features]
+    graph = helper.make_graph(nodes, "gvd_contract_test",
+                              [helper.make_tensor_value_info(INPUT_NAME, input_type, shape)], declared, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="gvd-tests")
+    model.ir_version = 8
+    helper.set_model_props(model, (metadata or test_metadata()).to_props())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
 
 
 shipped_models = pytest.mark.skipif(
     not SHIPPED_MANIFEST.is_file(),
-    reason=f"needs the shipped models ({SHIPPED_MANIFEST} does not exist yet; 'make models' or the export step writes it)",
+    reason=f"needs the shipped models ({SHIPPED_MANIFEST} does not exist yet; "
+           "'make models' or the export step writes it)",
 )
+
+# The fixtures live in conftest.py; these names stay importable for test modules that still import them.
+_CONFTEST_FIXTURES = ("fake_model", "fake_detector", "models_env")
+
+
+def __getattr__(name: str):
+    if name in _CONFTEST_FIXTURES:
+        import conftest
+
+        return getattr(conftest, name)
+    raise AttributeError(f"module 'model_fixtures' has no attribute {name!r}")

@@ -44,6 +44,7 @@ def test_plain_pip_install_has_a_light_runtime(tmp_path):
     assert out.stdout.strip() == "[]", f"heavy modules imported by the runtime: {out.stdout}"
 
     # Only the base dependencies got installed.
-    freeze = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True, env=env).stdout.lower()
+    freeze = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True,
+                            env=env).stdout.lower()
     for heavy in ("tensorflow", "librosa", "noisereduce", "scikit-learn", "mlflow"):
         assert heavy not in freeze

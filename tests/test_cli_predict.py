@@ -159,7 +159,7 @@ def test_model_problems_stop_before_any_input(tmp_path, inputs, models_env):
     assert unknown.exit_code == 1 and "unknown model 'tcn'" in unknown.stderr
     make_model(models_env / "gru.onnx", seed=42)  # swapped behind the manifest's back
     swapped = run([inputs["voice.wav"]])
-    assert swapped.exit_code == 1 and "does not match models/manifest.json" in swapped.stderr
+    assert swapped.exit_code == 1 and f"does not match {models_env / 'manifest.json'}" in swapped.stderr
 
 
 def test_models_command(models_env):

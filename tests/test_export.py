@@ -376,54 +376,6 @@ def test_reader_refuses_layers_it_cannot_reproduce():
         read_network(model)
 
 
-@pytest.mark.slow
-def test_test_split_windows_rebuild_the_training_split(tmp_path):
-    """export.test_split recovers exactly the test recordings of a run, with their labels."""
-    soundfile = pytest.importorskip("soundfile")
-    pytest.importorskip("train.train")
-    from train.config import apply_overrides, preset
-    from train.data import speaker_split
-    from train.train import RunOptions, prepare
-
-    from export.parity import load_windows
-    from export.test_split import build_test_windows
-
-    rng = np.random.default_rng(3)
-    corpus = tmp_path / "tiny"
-    t = np.arange(32000) / 16000
-    for label, base in (("female", 210.0), ("male", 110.0)):
-        (corpus / label).mkdir(parents=True)
-        for i in range(8):  # voiced harmonic tones with a distinct pitch and tremolo per file
-            f0 = base + 7 * i
-            tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
-            tone *= 0.5 + 0.4 * np.sin(2 * np.pi * rng.uniform(1, 5) * t)
-            soundfile.write(corpus / label / f"{label}{i}.wav", (0.1 * tone).astype(np.float32), 16000)
-    config = apply_overrides(preset("default"), {"split": [0.5, 0.25, 0.25], "augment": {"variants": 0},
-                                                 "workers": 1})
-    cache = tmp_path / "cache"
-    prepared = prepare(config, RunOptions(data=[str(corpus)], cache_dir=str(cache), progress=False))
-    train_dir = tmp_path / "run"
-    (train_dir / "gru").mkdir(parents=True)
-    (train_dir / "gru" / "training.json").write_text(json.dumps(
-        {"train_config": config.to_dict(), "data_manifest_sha256": prepared.manifest_sha256}))
-
-    arrays = build_test_windows([str(corpus)], train_dir, cache_dir=str(cache))
-    np.savez(tmp_path / "test.npz", **arrays)
-    windows = load_windows(tmp_path / "test.npz", n_mfcc=13)
-    expected = speaker_split(prepared.recordings, config.split, seed=config.seed)["test"]
-    recordings = prepared.recordings
-    clips = windows.clip_groups()
-    assert sorted(recordings[c].path.name for c in clips) == sorted(r.path.name for r in expected)
-    for clip, indices in clips.items():
-        assert set(windows.labels[indices]) == {recordings[clip].y}
-    assert windows.speech_seconds.min() > 0
-
-    (train_dir / "gru" / "training.json").write_text(json.dumps(
-        {"train_config": config.to_dict(), "data_manifest_sha256": "0" * 64}))
-    with pytest.raises(ExportError, match="manifest hash"):
-        build_test_windows([str(corpus)], train_dir, cache_dir=str(cache))
-
-
 def test_window_sets_keep_clips_of_different_files_apart():
     a = WindowSet([np.zeros((3, 13), np.float32)] * 2, labels=np.array([1, 1]), clips=[0, 0], source="x.npz")
     b = WindowSet([np.zeros((3, 13), np.float32)] * 2, clips=[0, 1], source="x.npz")

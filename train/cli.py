@@ -5,9 +5,11 @@ Only click is imported at module level: ``gvd --help`` imports every command mod
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-CELL_CHOICES = ("lstm", "gru", "rnn")
+from edge.metadata import CELLS as CELL_CHOICES
 
 
 def _cells(value: str) -> tuple[str, ...]:
@@ -28,7 +30,8 @@ def _cells(value: str) -> tuple[str, ...]:
               help="JSON or TOML file overriding any training option (keys of train.config.TrainConfig).")
 @click.option("--cells", default="lstm,gru,rnn", show_default=True, help="Which recurrent cells to train.")
 @click.option("--out", type=click.Path(file_okay=False),
-              help="Write <out>/<cell>/model.keras, training.json, parity_windows.npz (the export input).")
+              help="Write <out>/<cell>/model.keras, training.json, test_windows.npz, parity_windows.npz "
+                   "(the export input).")
 @click.option("--seed", type=int, help="Seed for the split, sampling, augmentation and initialisation.")
 @click.option("--epochs", type=int, help="Maximum epochs.")
 @click.option("--patience", type=int, help="Early-stopping patience (epochs without validation improvement).")
@@ -58,10 +61,8 @@ def _cells(value: str) -> tuple[str, ...]:
                    "packages' sounds and synthetic clips are always used when the recipe trains that output.")
 @click.option("--no-mlflow", is_flag=True, help="Do not track the run in MLflow.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data, preset, config_file, cells, out, seed, epochs, patience, batch_size, learning_rate, steps_per_epoch,
-          units, layers, bidirectional, pooling, dense_units, dropout, augment_variants, feature_norm,
-          window_hop_seconds, vad, balance, loco, baseline, no_final, cache_dir, reports_dir, threads, workers,
-          nonspeech, no_mlflow, quiet) -> None:
+def train(data, preset, config_file, cells, out, loco, baseline, no_final, cache_dir, reports_dir, nonspeech, no_mlflow,
+          quiet, **tuning) -> None:
     """Train LSTM, RNN and GRU voice-gender models and evaluate them on unseen speakers and corpora."""
     from edge.errors import require
 
@@ -76,21 +77,7 @@ def train(data, preset, config_file, cells, out, seed, epochs, patience, batch_s
         config = load_preset(preset)
         if config_file:
             config = apply_overrides(config, read_config_file(config_file))
-        model_changes = {k: v for k, v in dict(units=units, layers=layers, bidirectional=bidirectional,
-                                                   pooling=pooling, dense_units=dense_units,
-                                                   dropout=dropout).items() if v is not None}
-        feature_changes = {k: v for k, v in dict(feature_norm=feature_norm, vad=vad,
-                                                     window_hop_seconds=window_hop_seconds).items() if v is not None}
-        overrides = dict(seed=seed, epochs=epochs, patience=patience, batch_size=batch_size,
-                         learning_rate=learning_rate, steps_per_epoch=steps_per_epoch, balance=balance,
-                         threads=threads, workers=workers)
-        if model_changes:
-            overrides["models"] = {cell: model_changes for cell in CELL_CHOICES}
-        if feature_changes:
-            overrides["features"] = feature_changes
-        if augment_variants is not None:
-            overrides["augment"] = {"variants": augment_variants}
-        config = apply_overrides(config, overrides)
+        config = apply_overrides(config, _overrides(tuning))
         options = RunOptions(data=list(data), out=out, cells=_cells(cells), loco=loco, baseline=baseline,
                              final=not no_final, mlflow=not no_mlflow, cache_dir=cache_dir, reports_dir=reports_dir,
                              progress=not quiet, nonspeech=tuple(nonspeech))
@@ -99,6 +86,30 @@ def train(data, preset, config_file, cells, out, seed, epochs, patience, batch_s
         summary = run(config, options)
     except (DataError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    _print_summary(summary, out)
+
+
+_MODEL_OPTIONS = ("units", "layers", "bidirectional", "pooling", "dense_units", "dropout")
+_FEATURE_OPTIONS = ("feature_norm", "vad", "window_hop_seconds")
+
+
+def _overrides(tuning: dict) -> dict:
+    """TrainConfig overrides from the options given on the command line (None = not given)."""
+    given = {key: value for key, value in tuning.items() if value is not None}
+    overrides = {key: value for key, value in given.items()
+                 if key not in (*_MODEL_OPTIONS, *_FEATURE_OPTIONS, "augment_variants")}
+    model_changes = {key: given[key] for key in _MODEL_OPTIONS if key in given}
+    if model_changes:
+        overrides["models"] = {cell: model_changes for cell in CELL_CHOICES}
+    feature_changes = {key: given[key] for key in _FEATURE_OPTIONS if key in given}
+    if feature_changes:
+        overrides["features"] = feature_changes
+    if "augment_variants" in given:
+        overrides["augment"] = {"variants": given["augment_variants"]}
+    return overrides
+
+
+def _print_summary(summary: dict, out: str | None) -> None:
     click.echo(f"recordings: {summary['n_recordings']} from {', '.join(summary['corpora'])}; "
                f"duplicates dropped: {len(summary['duplicates_dropped'])}; "
                f"same-audio pairs merged: {len(summary['same_audio_merged'])}; failed: {len(summary['failed'])}")
@@ -111,13 +122,12 @@ def train(data, preset, config_file, cells, out, seed, epochs, patience, batch_s
                                           for h, m in metrics["loco"].items())
         click.echo(line)
     if "loco" in summary["reports"]:
-        from pathlib import Path
-
-        click.echo("\nleave-one-corpus-out clip accuracy:\n" + (Path(summary["reports"]["loco"]) / "loco.md").read_text())
+        table = (Path(summary["reports"]["loco"]) / "loco.md").read_text(encoding="utf-8")
+        click.echo("\nleave-one-corpus-out clip accuracy:\n" + table)
     for name, folder in summary["reports"].items():
         click.echo(f"report {name}: {folder}")
     if out:
-        click.echo(f"models: {out}/<cell>/model.keras + training.json")
+        click.echo(f"models: {out}/<cell>/model.keras + training.json + test_windows.npz")
     if summary.get("mlflow_run_id"):
         click.echo(f"mlflow run: {summary['mlflow_run_id']}")
     click.echo(f"wall time: {summary['wall_seconds']:.0f} s")

@@ -14,13 +14,12 @@ import hashlib
 import random
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from edge.audio import AUDIO_EXTENSIONS
+from edge.files import list_audio_files, sha256_file
 
-LABELS = ("male", "female")
 NONSPEECH = "nonspeech"  # the label of music, noise and other sounds (speech detector training)
 LABEL_ALIASES = {"female": "female", "male": "male", "cewe": "female", "cowo": "male", "f": "female", "m": "male"}
 SHARED_CORPORA = ("indonesian", "ravdess", "urdu")
@@ -78,16 +77,11 @@ class Recording:
         return f"{self.corpus}/{self.path.name}"
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    try:
+        return list_audio_files(folder)
+    except OSError as exc:  # an unreadable sub-folder would otherwise leave recordings out unnoticed
+        raise DataError(f"{exc.filename or folder}: cannot be read ({exc.strerror or exc})") from exc
 
 
 def normalise_label(name: str) -> str:
@@ -222,7 +216,7 @@ def dedupe(recordings: Iterable[Recording]) -> tuple[list[Recording], list[tuple
     kept: dict[str, Recording] = {}
     dropped = []
     for rec in recordings:
-        digest = rec.sha256 or file_sha256(rec.path)
+        digest = rec.sha256 or sha256_file(rec.path)
         rec = replace(rec, sha256=digest)
         if digest in kept:
             dropped.append((rec, kept[digest]))

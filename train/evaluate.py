@@ -7,8 +7,8 @@ independent and a window-level score would flatter long files.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -61,7 +61,7 @@ def clip_scores(recordings: Sequence[Recording], windows: Windows, p_female: np.
     """Aggregate clean (variant 0) windows per recording as the runtime does: windows the speech
     output rejects get no vote, the rest are averaged weighted by their speech."""
     by_rec: dict[int, list[int]] = defaultdict(list)
-    for i, (rec, variant) in enumerate(zip(windows.recording, windows.variant)):
+    for i, (rec, variant) in enumerate(zip(windows.recording, windows.variant, strict=True)):
         if variant == 0:
             by_rec[rec].append(i)
     speech = np.asarray(windows.speech)
@@ -146,7 +146,8 @@ def evaluate(model, recordings: Sequence[Recording], windows: Windows, indices: 
              threshold: float = 0.5) -> tuple[dict, ClipScores]:
     """All clip metrics of ``model`` on the recordings ``indices``, overall, per corpus, per format."""
     wanted = set(indices)
-    mask = np.array([r in wanted and v == 0 for r, v in zip(windows.recording, windows.variant)], dtype=bool)
+    mask = np.array([r in wanted and v == 0 for r, v in zip(windows.recording, windows.variant, strict=True)],
+                    dtype=bool)
     subset = windows.select(mask) if len(windows) else windows
     p_female, p_speech = predict_windows(model, subset)
     scores = clip_scores(recordings, subset, p_female, p_speech, list(indices))

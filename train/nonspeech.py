@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import NONSPEECH, Recording, file_sha256
+from edge.files import sha256_file
+
+from .data import NONSPEECH, Recording
 
 RATE = 16000
 # Installed by `apt-get install` of these packages (see train/README.md). The independent evaluation
@@ -220,4 +222,4 @@ def load_folder(folder: str | Path, corpus: str | None = None) -> list[Recording
 
 def _listing(folder: Path, corpus: str) -> list[Recording]:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-    return [Recording(p, NONSPEECH, f"{corpus}/{p.stem}", corpus, file_sha256(p)) for p in files]
+    return [Recording(p, NONSPEECH, f"{corpus}/{p.stem}", corpus, sha256_file(p)) for p in files]

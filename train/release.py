@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from edge.metadata import CELLS
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
@@ -35,13 +37,11 @@ def main(data, out, loco, keep, seed, cache_dir, no_mlflow) -> None:
     with tempfile.TemporaryDirectory(prefix="gvd-release-") as tmp:
         train_dir = Path(keep) if keep else Path(tmp)
         config = apply_overrides(preset("default"), {"seed": seed})
-        summary = run(config, RunOptions(data=list(data), out=str(train_dir), cells=("lstm", "gru", "rnn"),
+        summary = run(config, RunOptions(data=list(data), out=str(train_dir), cells=CELLS,
                                          loco=loco, mlflow=not no_mlflow, cache_dir=cache_dir))
         click.echo(f"trained in {summary['wall_seconds']:.0f} s -> {train_dir}")
+        # The exporter reads the labelled test windows training wrote next to each training.json.
         command = [sys.executable, "-m", "edge", "export", "--train-dir", str(train_dir), "--out", str(out)]
-        if cache_dir is None:  # the exporter rebuilds the labelled test split from the default feature cache
-            for folder in data:
-                command += ["--test-data", str(folder)]
         click.echo("exporting: " + " ".join(command))
         result = subprocess.run(command, check=False)
         if result.returncode:

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from edge.files import atomic_write_text
+
 from .evaluate import ClipScores
 
 
@@ -21,8 +23,7 @@ def _plt():
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def _json_default(value: Any):
@@ -123,7 +124,8 @@ def loco_table(results: dict[str, dict[str, dict[str, dict]]]) -> tuple[str, dic
     ``results[preset][cell][held_out]`` is a metrics dict from :func:`train.evaluate.evaluate`.
     """
     corpora = sorted({c for cells in results.values() for folds in cells.values() for c in folds})
-    lines = ["| preset | cell | " + " | ".join(f"held-out {c}" for c in corpora) + " | mean | Indonesian AAC / MP3 / Opus |",
+    header = " | ".join(f"held-out {c}" for c in corpora)
+    lines = [f"| preset | cell | {header} | mean | Indonesian AAC / MP3 / Opus |",
              "|---|---|" + "---|" * len(corpora) + "---|---|"]
     table: dict = {}
     for preset_name, cells in results.items():
@@ -136,7 +138,7 @@ def loco_table(results: dict[str, dict[str, dict[str, dict]]]) -> tuple[str, dic
             lines.append(f"| {preset_name} | {cell} | " + " | ".join(_pct(a) for a in accs)
                          + f" | {_pct(mean)} | {fmt_text} |")
             table.setdefault(preset_name, {})[cell] = {
-                "clip_accuracy": {c: a for c, a in zip(corpora, accs)},
+                "clip_accuracy": {c: a for c, a in zip(corpora, accs, strict=True)},
                 "mean": mean,
                 "auc": {c: folds.get(c, {}).get("roc_auc") for c in corpora},
                 "indonesian_per_format": {k: v.get("accuracy") for k, v in fmt.items()},
