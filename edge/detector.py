@@ -121,8 +121,8 @@ class Detector:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.threshold: float = float(threshold if threshold is not None else self.metadata.threshold)
         self.threads = threads
-        names = [o.name for o in self._loaded.session.get_outputs()]
-        self._outputs = [self._loaded.output_name] + (["p_speech"] if "p_speech" in names else [])
+        speech = self._loaded.speech_output_name
+        self._outputs = [self._loaded.output_name] + ([speech] if speech else [])
 
     @property
     def name(self) -> str:

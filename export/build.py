@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edge.metadata import CELLS, INPUT_NAME, OUTPUT_NAME, ModelMetadata
+import numpy as np
+
+from edge.metadata import CELLS, INPUT_NAME, OUTPUT_NAME, SPEECH_OUTPUT_NAME, ModelMetadata
 
 from .describe import TrainingRecord, attach_metadata, verify_metadata
 from .errors import ExportError
@@ -100,12 +102,12 @@ def _check_config(record: TrainingRecord, spec) -> None:
     config = record.model_config
     found = {"cell": spec.cell, "layers": len(spec.recurrent), "units": spec.recurrent[0].units,
              "bidirectional": spec.recurrent[0].bidirectional, "pooling": spec.pooling,
-             "n_mfcc": spec.n_inputs}
+             "n_features": spec.n_inputs}
     wrong = {k: (config[k], v) for k, v in found.items() if k in config and config[k] != v}
     if record.cell != spec.cell:
         wrong["cell (training.json)"] = (record.cell, spec.cell)
-    if spec.n_inputs != record.feature_settings.n_mfcc:
-        wrong["n_mfcc (feature settings)"] = (record.feature_settings.n_mfcc, spec.n_inputs)
+    if spec.n_inputs != record.feature_settings.n_features:
+        wrong["n_features (feature settings)"] = (record.feature_settings.n_features, spec.n_inputs)
     if wrong:
         details = ", ".join(f"{k}: training.json says {a!r}, model has {b!r}" for k, (a, b) in wrong.items())
         raise ExportError(f"model.keras does not match its training.json ({details})")
@@ -123,8 +125,9 @@ def check_structure(proto, cell: str, native: bool) -> list[str]:
             raise ExportError(f"the exported {cell} model still contains {', '.join(loops)}")
     inputs = [i.name for i in proto.graph.input]
     outputs = [o.name for o in proto.graph.output]
-    if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
-        raise ExportError(f"graph I/O is {inputs} -> {outputs}, expected [{INPUT_NAME!r}] -> [{OUTPUT_NAME!r}]")
+    if inputs != [INPUT_NAME] or outputs not in ([OUTPUT_NAME], [OUTPUT_NAME, SPEECH_OUTPUT_NAME]):
+        raise ExportError(f"graph I/O is {inputs} -> {outputs}, expected [{INPUT_NAME!r}] -> [{OUTPUT_NAME!r}] "
+                          f"(and {SPEECH_OUTPUT_NAME!r})")
     return ops
 
 
@@ -136,10 +139,10 @@ class ParitySets:
 
 
 def _windows(sources: Sources, record: TrainingRecord, options: ExportOptions) -> ParitySets:
-    n_mfcc = record.feature_settings.n_mfcc
+    n_mfcc = record.feature_settings.n_features  # the model input's width
     files = ([sources.parity] if sources.parity else []) + list(options.extra_windows)
     real_parts = [load_windows(p, n_mfcc) for p in files]
-    synthetic = [synthetic_windows(n_mfcc, options.synthetic_windows)] if options.synthetic_windows else []
+    synthetic = [synthetic_windows(n_mfcc, options.synthetic_windows, frames=record.feature_settings.window_frames)] if options.synthetic_windows else []
 
     def join(parts: list[WindowSet]) -> WindowSet | None:
         return WindowSet.concat(parts) if parts else None
@@ -206,13 +209,21 @@ def export_model(source: str | Path, out: str | Path, options: ExportOptions = E
     candidate = onnx_probabilities(_session(proto.SerializeToString()), windows.windows)
     report = compare(reference, candidate, windows, record.threshold, options.tolerance)
     require_parity(report, f"{record.cell} ({options.method})")
+    if spec.speech is not None:
+        speech_diff = float(np.max(np.abs(keras_probabilities(model, windows.windows, 1)
+                                          - onnx_probabilities(_session(proto.SerializeToString()), windows.windows, 1))))
+        if speech_diff > options.tolerance:
+            raise ExportError(f"{record.cell}: p_speech differs from Keras by {speech_diff:.2e} "
+                              f"(tolerance {options.tolerance:g})")
+        progress(f"{record.cell}: p_speech parity, max |Keras - ONNX| {speech_diff:.1e}")
 
     accuracy: dict[str, Any] = {}
     if labelled is not None:
         float_probs = onnx_probabilities(_session(proto.SerializeToString()), labelled.windows)
         accuracy = {"clip_accuracy": clip_accuracy(float_probs, labelled, record.threshold),
                     "clips": len(labelled.clip_groups()), "source": labelled.source}
-    timing = time_window(proto.SerializeToString(), spec.n_inputs, runs=options.timing_runs)
+    timing = time_window(proto.SerializeToString(), spec.n_inputs, frames=record.feature_settings.window_frames,
+                         runs=options.timing_runs)
     export_info = {"method": options.method, "opset": options.opset, "parity_max_abs_diff": report.max_abs_diff,
                    "parity_windows": report.windows, "window_ms_median": round(timing.median_ms, 4)}
     metadata = record.metadata({"export": export_info})
@@ -261,8 +272,8 @@ def _int8(proto, float_bytes: bytes, sets: ParitySets, record: TrainingRecord, o
         evaluation.update({"accuracy_drop_points_bound": drop,
                            "accuracy_source": "no labels: bound = share of flipped clip decisions"})
     # Float and int8 timed in alternating blocks, so that machine load hits both alike.
-    timings = time_interleaved({"float": float_bytes, "int8": q_bytes_plain}, record.feature_settings.n_mfcc,
-                               runs=options.timing_runs, warmup=min(50, options.timing_runs))
+    timings = time_interleaved({"float": float_bytes, "int8": q_bytes_plain}, record.feature_settings.n_features,
+                               record.feature_settings.window_frames, runs=options.timing_runs, warmup=min(50, options.timing_runs))
     timing = timings["int8"]
     evaluation.update({"size_bytes_float": float_result.size_bytes, "size_bytes_int8": len(q_bytes_plain),
                        "window_ms_median_float": round(timings["float"].median_ms, 4),

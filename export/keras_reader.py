@@ -14,6 +14,8 @@ import numpy as np
 from edge.errors import require
 
 from .errors import ExportError
+from edge.metadata import SPEECH_OUTPUT_NAME
+
 from .spec import CellWeights, DenseSpec, NetworkSpec, RecurrentSpec
 
 _CELL_OF = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "rnn"}
@@ -95,6 +97,7 @@ class _Layers:
         self.model = model
         self.recurrent: list[RecurrentSpec] = []
         self.dense: list[DenseSpec] = []
+        self.speech: DenseSpec | None = None
         self.pool_kinds: list[str] = []
 
     def add(self, layer) -> None:
@@ -142,14 +145,17 @@ class _Layers:
         kernel = np.asarray(layer.kernel.numpy(), dtype=np.float32)
         bias = (np.asarray(layer.bias.numpy(), dtype=np.float32) if layer.use_bias
                 else np.zeros(kernel.shape[1], dtype=np.float32))
-        self.dense.append(DenseSpec(kernel=kernel, bias=bias, activation=activation))
+        if layer.name == SPEECH_OUTPUT_NAME:
+            self.speech = DenseSpec(kernel=kernel, bias=bias, activation=activation)
+        else:
+            self.dense.append(DenseSpec(kernel=kernel, bias=bias, activation=activation))
 
 
 def read_network(model) -> NetworkSpec:
     """Describe ``model`` (a keras.Model built by train.models.build_model) as a NetworkSpec."""
     inputs = model.inputs
-    if len(inputs) != 1 or len(model.outputs) != 1:
-        raise ExportError("the model must have exactly one input and one output")
+    if len(inputs) != 1 or len(model.outputs) not in (1, 2):
+        raise ExportError("the model must have exactly one input and one output (two with p_speech)")
     shape = tuple(inputs[0].shape)
     if len(shape) != 3 or shape[-1] is None:
         raise ExportError(f"the model input must be (batch, time, n_features), got {shape}")
@@ -162,7 +168,8 @@ def read_network(model) -> NetworkSpec:
         raise ExportError(f"unsupported pooling layers {pool_kinds}")
     if len({layer.cell for layer in recurrent}) > 1:
         raise ExportError("mixing recurrent cell types in one model is not supported")
-    spec = NetworkSpec(n_inputs=int(shape[-1]), recurrent=tuple(recurrent), pooling=pooling, dense=tuple(dense))
+    spec = NetworkSpec(n_inputs=int(shape[-1]), recurrent=tuple(recurrent), pooling=pooling, dense=tuple(dense),
+                       speech=layers.speech)
     try:
         spec.validate()
     except ValueError as exc:

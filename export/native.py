@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.errors import require
-from edge.metadata import INPUT_NAME, OUTPUT_NAME
+from edge.metadata import INPUT_NAME, OUTPUT_NAME, SPEECH_OUTPUT_NAME
 
 from .spec import CellWeights, NetworkSpec, RecurrentSpec
 
@@ -113,19 +113,15 @@ def build_native(spec: NetworkSpec, options: NativeOptions = NativeOptions()):
         x = mean
     for index, dense in enumerate(spec.dense):
         last = index == len(spec.dense) - 1
-        name = "p_female" if last else f"hidden_{index}"
-        kernel = g.const(f"{name}/kernel", np.ascontiguousarray(dense.kernel, dtype=np.float32))
-        bias = g.const(f"{name}/bias", np.ascontiguousarray(dense.bias, dtype=np.float32))
-        x = g.node("Gemm", [x, kernel, bias], [f"{name}/linear"], f"{name}/gemm")[0]
-        activation = "Sigmoid" if dense.activation == "sigmoid" else "Relu"
-        out = OUTPUT_NAME if last else f"{name}/out"
-        x = g.node(activation, [x], [out], f"{name}/{activation.lower()}")[0]
-
+        if last and spec.speech is not None:
+            _dense(g, spec.speech, x, SPEECH_OUTPUT_NAME, SPEECH_OUTPUT_NAME)
+        x = _dense(g, dense, x, OUTPUT_NAME if last else f"hidden_{index}", OUTPUT_NAME if last else None)
     graph = helper.make_graph(
         g.nodes,
         options.graph_name,
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", "time", spec.n_inputs])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 1])
+         for name in (OUTPUT_NAME, *([SPEECH_OUTPUT_NAME] if spec.speech is not None else []))],
         initializer=g.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", options.opset)],
@@ -133,6 +129,15 @@ def build_native(spec: NetworkSpec, options: NativeOptions = NativeOptions()):
     model.ir_version = max(IR_VERSION, helper.find_min_ir_version_for(list(model.opset_import)))
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _dense(g: _Graph, dense, x: str, name: str, output: str | None) -> str:
+    """Gemm + activation; ``output`` names the graph output it produces (None: an inner layer)."""
+    kernel = g.const(f"{name}/kernel", np.ascontiguousarray(dense.kernel, dtype=np.float32))
+    bias = g.const(f"{name}/bias", np.ascontiguousarray(dense.bias, dtype=np.float32))
+    linear = g.node("Gemm", [x, kernel, bias], [f"{name}/linear"], f"{name}/gemm")[0]
+    activation = "Sigmoid" if dense.activation == "sigmoid" else "Relu"
+    return g.node(activation, [linear], [output or f"{name}/out"], f"{name}/{activation.lower()}")[0]
 
 
 def _recurrent_node(g: _Graph, layer: RecurrentSpec, x: str, index: int) -> str:

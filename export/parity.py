@@ -164,19 +164,23 @@ def _keras_runner(model):
     return tf.function(lambda batch: model(batch, training=False), input_signature=signature)
 
 
-def keras_probabilities(model, windows: list[np.ndarray]) -> np.ndarray:
+def keras_probabilities(model, windows: list[np.ndarray], output: int = 0) -> np.ndarray:
+    """One output of the Keras model (0: p_female, 1: p_speech) for every window."""
     run = _keras_runner(model)
     out = np.empty(len(windows), dtype=np.float64)
     for chunk, batch in _batches(windows):
-        out[chunk] = np.asarray(run(batch), dtype=np.float64).reshape(-1)
+        result = run(batch)
+        result = result[output] if isinstance(result, (list, tuple)) else result
+        out[chunk] = np.asarray(result, dtype=np.float64).reshape(-1)
     return out
 
 
-def onnx_probabilities(session, windows: list[np.ndarray]) -> np.ndarray:
+def onnx_probabilities(session, windows: list[np.ndarray], output: int = 0) -> np.ndarray:
+    """One output of the ONNX session (in graph order: p_female, then p_speech) for every window."""
     name = session.get_inputs()[0].name
     out = np.empty(len(windows), dtype=np.float64)
     for chunk, batch in _batches(windows):
-        out[chunk] = np.asarray(session.run(None, {name: batch})[0], dtype=np.float64).reshape(-1)
+        out[chunk] = np.asarray(session.run(None, {name: batch})[output], dtype=np.float64).reshape(-1)
     return out
 
 

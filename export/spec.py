@@ -58,6 +58,8 @@ class NetworkSpec:
     recurrent: tuple[RecurrentSpec, ...]
     pooling: str
     dense: tuple[DenseSpec, ...] = field(default_factory=tuple)
+    # The p_speech output: a 1-unit sigmoid Dense reading what the last (p_female) Dense layer reads.
+    speech: DenseSpec | None = None
 
     @property
     def cell(self) -> str:
@@ -65,7 +67,7 @@ class NetworkSpec:
 
     def parameter_count(self) -> int:
         arrays = [a for r in self.recurrent for d in r.directions for a in (d.kernel, d.recurrent, d.bias)]
-        arrays += [a for d in self.dense for a in (d.kernel, d.bias)]
+        arrays += [a for d in (*self.dense, *([self.speech] if self.speech else [])) for a in (d.kernel, d.bias)]
         return int(sum(a.size for a in arrays))
 
     def validate(self) -> None:
@@ -81,6 +83,10 @@ class NetworkSpec:
             size = layer.output_size
         size = size * 2 if self.pooling == "meanmax" else size
         for index, dense in enumerate(self.dense):
+            if index == len(self.dense) - 1 and self.speech is not None:
+                _check_dense(index + 1, self.speech, size)
+                if self.speech.activation != "sigmoid" or self.speech.kernel.shape[1] != 1:
+                    raise ValueError("the p_speech output must be a 1-unit sigmoid Dense layer")
             _check_dense(index, dense, size)
             size = dense.kernel.shape[1]
         if not self.dense or self.dense[-1].activation != "sigmoid" or size != 1:

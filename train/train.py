@@ -17,11 +17,13 @@ from typing import Sequence
 
 import numpy as np
 
+from edge.metadata import OUTPUT_NAME, SPEECH_OUTPUT_NAME
 from edge.pipeline import normalize_window
 
 from .config import TrainConfig
 from .data import Recording
 from .dataset import Windows
+from .test_windows import write_test_windows
 
 LENGTH_STEP = 4  # crop lengths are multiples of this many frames (fewer distinct shapes to trace)
 
@@ -419,8 +421,10 @@ def _parity_sample(windows: Windows, indices: Sequence[int], count: int, seed: i
 def _training_json(config: TrainConfig, cell: str, metrics: dict, manifest_sha: str, created: str) -> dict:
     from .config import LICENSE
 
+    speech_head = config.model_config(cell).speech_head
     return {
         "cell": cell,
+        "outputs": [OUTPUT_NAME, SPEECH_OUTPUT_NAME] if speech_head else [OUTPUT_NAME],
         "model_config": config.model_config(cell).to_dict(),
         "feature_settings": config.features.to_dict(),
         "threshold": 0.5,
@@ -484,6 +488,7 @@ def run(config: TrainConfig, options: RunOptions) -> dict:
                 parity = _parity_sample(prepared.windows, test_idx, options.parity_windows, config.seed)
                 if parity:
                     np.savez(cell_dir / "parity_windows.npz", **parity)
+                write_test_windows(cell_dir, prepared.windows, recs, test_idx)
                 write_json(cell_dir / "training.json",
                            _training_json(config, cell, {"test": metrics, **_summary_metrics(metrics)},
                                           prepared.manifest_sha256, created))
