@@ -212,6 +212,7 @@ class _Analysis:
     lags: np.ndarray  # candidate pitch lags on the half-rate autocorrelation grid
     window_acf: np.ndarray  # the window's own normalised autocorrelation at those lags
     power_scale: float  # power sum -> mean square of the frame
+    top_bin: int  # bins above this are never read
 
 
 def _fft_size(frame_length: int) -> int:
@@ -231,7 +232,8 @@ def _analysis(settings: FeatureSettings) -> _Analysis:
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
     if np.unique(rows).size != settings.n_mels:
         raise ValueError("the mel filter bank has empty filters: use fewer mels or a larger frame")
-    band = slice(int(np.searchsorted(freqs, settings.fmin)), int(np.searchsorted(freqs, settings.fmax, "right")))
+    band = slice(max(int(np.searchsorted(freqs, settings.fmin)), 3),
+                 int(np.searchsorted(freqs, settings.fmax, "right")))
     lo, hi = _PITCH_BAND_HZ
     pitch_bins = int(np.searchsorted(freqs, hi, "right"))
     pitch_mask = ((freqs[:pitch_bins] >= lo) & (freqs[:pitch_bins] <= hi)).astype(np.float64)
@@ -243,8 +245,9 @@ def _analysis(settings: FeatureSettings) -> _Analysis:
     w_acf = np.correlate(window, window, mode="full")[length - 1 :]
     window_acf = w_acf[np.round(lags * step).astype(int)] / w_acf[0]
     power_scale = 2.0 / (n_fft * float(np.sum(window**2)))  # Parseval, one-sided spectrum
+    top_bin = max(int(cols.max()) + 1, band.stop, pitch_bins)
     return _Analysis(window, n_fft, (cols, weights[rows, cols], starts), dct_matrix(settings.n_mfcc, settings.n_mels),
-                     band, pitch_bins, pitch_mask, lags, window_acf, power_scale)
+                     band, pitch_bins, pitch_mask, lags, window_acf, power_scale, top_bin)
 
 
 def frame_count(n_samples: int, settings: FeatureSettings) -> int:
@@ -266,10 +269,10 @@ def analyse_frames(y: np.ndarray, settings: FeatureSettings, start: int = 0) -> 
         return FrameStats.empty(start, settings.n_mfcc)
     a = _analysis(settings)
     frames = np.lib.stride_tricks.sliding_window_view(np.asarray(y, dtype=np.float64), settings.frame_length)
-    frames = frames[:: settings.hop_length][:n]
-    # Removing each frame's mean makes a DC offset (cheap microphones) invisible to everything below.
-    frames = (frames - frames.mean(axis=1, keepdims=True)) * a.window
-    spectrum = np.fft.rfft(frames, a.n_fft, axis=1)
+    # A DC offset (cheap microphones) stays below the lowest bin anything reads: the window's main
+    # lobe spans 2 bins (< 47 Hz), the level band and (with fmin >= 60 Hz) the mel bands start above
+    # it, the pitch band at 150 Hz.
+    spectrum = np.fft.rfft(frames[:: settings.hop_length][:n] * a.window, a.n_fft, axis=1)[:, : a.top_bin]
     power = spectrum.real**2 + spectrum.imag**2
     energy_db = 10.0 * np.log10(power[:, a.band].sum(axis=1) * a.power_scale + 1e-12)
     cols, values, starts = a.mel_weights

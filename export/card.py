@@ -7,16 +7,38 @@ from typing import Any
 
 from .manifest import loco_accuracy
 
-# Speakers and files as train.data.load_corpora counts them in ../shared/data (speaker ids from
-# speakers.csv / file names; byte-identical duplicates dropped), descriptions from its README.
-CORPORA = (
-    ("indonesian", "the original project's own recordings (Indonesian, phones / WhatsApp)", "49 / 49", "102",
-     "collected by the original project's authors; anonymised ids"),
-    ("ravdess", "RAVDESS, 24 actors, two English sentences in eight emotions", "12 / 12", "1,433",
-     "CC BY-NC-SA 4.0 (Livingstone & Russo, 2018)"),
-    ("urdu", "URDU-Dataset, emotional speech from Urdu TV talk shows", "11 / 18", "400",
-     "research use (Latif et al., 2018)"),
-)
+# What each shared corpus is and its licence (../shared/data/README.md); counts come from training.json.
+CORPUS_NOTES = {
+    "indonesian": ("the original project's recordings: Indonesian, phones / WhatsApp (AAC, Opus, MP3)",
+                   "collected by the original project's authors; anonymised ids"),
+    "ravdess": ("RAVDESS: actors, two English sentences in eight emotions", "CC BY-NC-SA 4.0"),
+    "urdu": ("URDU-Dataset: emotional speech from Urdu TV talk shows", "research use"),
+    "speechocean762": ("adults reading English, Mandarin first language", "free for any use"),
+    "speechocean762_children": ("the same corpus's children, aged 6-15", "free for any use"),
+    "baved": ("BAVED: Arabic words at three emotion levels, many devices", "research use (no licence stated)"),
+    "tess": ("TESS: two actresses, seven emotions", "CC BY-NC-ND 4.0"),
+    "thai_lotus": ("LOTUS: read Thai", "research use (no licence stated)"),
+    "thai_class": ("read Thai, a second small set", "research use (no licence stated)"),
+    "sanskrit": ("read Sanskrit", "research use (no licence stated)"),
+    "hindi_digits": ("Hindi digit triplets", "research use (no licence stated)"),
+    "spanish_digits": ("Spanish digit triplets", "research use (no licence stated)"),
+    "bangla": ("read Bangla", "research use (no licence stated)"),
+    "polish": ("read Polish", "research use (no licence stated)"),
+    "persian_cv": ("Common Voice Persian (MP3)", "CC0"),
+    "quran": ("Quran recitation, chanted, male only", "research use (no licence stated)"),
+    "arctic": ("CMU ARCTIC: two speakers", "free licence of its distributors"),
+}
+
+
+def _corpus_rows(record) -> list[str]:
+    rows = []
+    for name, c in sorted(record.corpora.items(), key=lambda kv: (kv[1].get("kind") != "adult", kv[0])):
+        what, licence = CORPUS_NOTES.get(name, ("non-speech for the speech output" if c.get("kind") == "nonspeech"
+                                                else "", "see its source"))
+        speakers = "—" if c.get("kind") == "nonspeech" else f"{c['speakers_female']} / {c['speakers_male']}"
+        rows.append(f"| `{name}` | {c.get('kind')} | {what} | {speakers} | {c['files']:,} | "
+                    f"{c.get('loco_group', name)} | {licence} |")
+    return rows
 
 
 def _fmt(value: Any) -> str:
@@ -98,12 +120,13 @@ def _metrics_sections(results) -> list[str]:
     lines += _grouped(floats, "Test split per corpus", lambda m: (m.get("test") or {}).get("per_corpus"),
                       "Accuracy on each corpus's held-out speakers.")
     loco = _grouped(floats, "Leave-one-corpus-out", lambda m: m.get("loco"),
-                    "Trained on the other two corpora, tested on the named one: the honest measure of how "
-                    "the model does on recordings unlike its training data.")
+                    "Trained on every other corpus, tested on the named one (never seen in training): the honest "
+                    "measure of how the model does on recordings unlike its training data. Balanced accuracy is "
+                    "the mean of female and male recall (plain accuracy on a single-sex corpus).")
     if loco:
-        means = [loco_accuracy(r.record.metrics) for r in floats]
-        loco.insert(-1, "| **mean** | " + " | ".join("n/a" if m is None else f"**{100 * m:.1f}%**"
-                                                     for m in means) + " |")
+        worst = [loco_accuracy(r.record.metrics) for r in floats]
+        loco.insert(-1, "| **worst corpus (balanced)** | " + " | ".join(
+            "n/a" if m is None else f"**{100 * m:.1f}%**" for m in worst) + " |")
     lines += loco
     lines += _grouped(floats, "Indonesian test clips per codec", lambda m: (m.get("test") or {}).get(
         "indonesian_per_format"), "The Indonesian corpus confounds codec and label; accuracy should not depend "
@@ -147,9 +170,10 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
         "whose settings it cannot honour. `manifest.json` lists every file with its sha256, which the "
         "runtime checks before loading.",
         "",
-        "> **Licence: non-commercial.** The models are trained on RAVDESS (CC BY-NC-SA 4.0) and the "
-        "URDU-Dataset (research use), so they carry those terms: research and non-commercial use only, "
-        "attribution, share-alike. The gvd code is Apache-2.0; these weights are not.",
+        "> **Licence: non-commercial research use.** The models are trained on RAVDESS (CC BY-NC-SA 4.0), TESS "
+        "(CC BY-NC-ND 4.0), the URDU-Dataset and several corpora that state no licence (research use), so they "
+        "carry those terms: research and non-commercial use only, attribution, share-alike. The gvd code is "
+        "Apache-2.0; these weights are not.",
         "",
         "## Models",
         "",
@@ -212,18 +236,17 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
     lines += [
         "## Training data",
         "",
-        "| corpus | what | speakers (F / M) | files | licence |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [f"| `{name}` | {what} | {speakers} | {files} | {licence} |" for name, what, speakers, files, licence
-              in CORPORA]
-    lines += [
+        "| corpus | kind | what | speakers (F / M) | files | held out as | licence |",
+        "|---|---|---|---|---|---|---|",
+        *(_corpus_rows(first) or ["| (training.json lists no corpora) | | | | | | |"]),
         "",
-        "Speaker and file counts as `train.data.load_corpora` reads `../shared/data` (Indonesian speaker ids "
-        "from `speakers.csv`, a file it does not list counts as its own speaker; one byte-identical RAVDESS "
-        "duplicate dropped). Splits are by speaker (never by file or segment). The honest measure is accuracy on "
-        "speakers and corpora never seen in training: " + (
-            "see the leave-one-corpus-out metrics below." if has_loco else
+        "Counts as `train.data.load_corpora` reads `../shared/data` (byte-identical duplicates dropped; a file "
+        "its corpus's `speakers.csv` does not list counts as its own speaker). Splits are by speaker, never by "
+        "file or segment. Children are trained on but reported apart from adults; non-speech (installed game "
+        "music and sound effects, synthetic music, alarms and noise) trains the `p_speech` output only. "
+        "The honest measure is accuracy on corpora never seen in training: " + (
+            "the leave-one-corpus-out table below (small corpora are held out by kind: `read_small` = sanskrit, "
+            "bangla, polish, thai_class, arctic; `digits` = hindi_digits, spanish_digits)." if has_loco else
             "**this training run did not record leave-one-corpus-out (LOCO) metrics**, so the test-split numbers "
             "below (held-out speakers of corpora seen in training) are likely optimistic for new recording "
             "conditions."),
@@ -246,18 +269,22 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
         "## Known limits",
         "",
         "- Two labels only (male / female, the corpora's labels); the output is a property of the voice, not "
-        "of a person's gender identity. Children, elderly speakers, whispering, singing and voices outside the "
-        "training range were not in the data.",
-        "- Small data: about 150 speakers in three languages (Indonesian, English, Urdu). Accuracy on other "
-        "languages, microphones and rooms is unknown" + ("; the LOCO numbers show how much it drops on an unseen "
-                                                         "corpus." if has_loco else "."),
+        "of a person's gender identity. Children's voices (boys and girls overlap before puberty) are in the "
+        "data but reported apart: see the `speechocean762_children` row of the test split; elderly speakers, "
+        "whispering and singing are not.",
+        "- About 450 adult speakers in a dozen languages, but most corpora are small and many are one kind of "
+        "speech (read sentences, digits, acted emotion); men outnumber women. Accuracy on other microphones, "
+        "rooms and speaking styles can be lower than on these corpora"
+        + ("; the leave-one-corpus-out table shows how much it drops on an unseen corpus." if has_loco else "."),
         "- In the Indonesian recordings the codec is confounded with the label (all male files are mono AAC, "
-        "many female ones band-limited WhatsApp Opus), and in the Urdu `Angry` folder every speaker is male; "
-        "a model can partly learn codec or emotion instead of voice.",
-        "- Acted (RAVDESS) and broadcast (Urdu) emotional speech dominate the file count.",
-        "- Where it errs on an unseen corpus (leave-one-corpus-out): women in sad or disgusted "
-        "delivery (RAVDESS) are called male, and men shouting (Urdu TV, angry) female; see docs/accuracy.md.",
-        "- Windows with less than the minimum speech are not judged; very short clips return `no_speech`.",
+        "many female ones band-limited WhatsApp Opus), in the Urdu `Angry` folder every speaker is male, "
+        "`quran` is chanted and male only, `tess` two women only; a model can partly learn codec, delivery or "
+        "corpus instead of voice.",
+        "- The `p_speech` output was trained on installed game music, sound effects and synthetic sounds; "
+        "singing, speech-like animal calls and radio chatter are not in its data. A window it rejects gets no "
+        "gender; a clip with no accepted window is `no_speech` with reason `not_speech`.",
+        "- Windows with less than the minimum speech are not judged; clips shorter than that return "
+        "`no_speech` with reason `too_short`; clips whose windows disagree (two voices) are flagged `mixed`.",
         "",
         "## Rebuild",
         "",

@@ -33,6 +33,8 @@ class TrainingRecord:
     license: str = ""
     preset: str = ""
     outputs: tuple[str, ...] = (OUTPUT_NAME,)  # the network's outputs; p_speech when it has a speech head
+    # Per corpus: files, female and male speakers, kind (adult / children / nonspeech), for the model card
+    corpora: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
 
     @classmethod
@@ -62,7 +64,7 @@ class TrainingRecord:
                    metrics=dict(data.get("metrics") or {}),
                    data_manifest_sha256=str(data.get("data_manifest_sha256", "")),
                    license=str(data.get("license", "")), preset=str(data.get("preset", "")), outputs=outputs,
-                   path=path)
+                   corpora=dict(data.get("corpora") or {}), path=path)
 
     def metadata(self, extra_metrics: dict[str, Any] | None = None) -> ModelMetadata:
         metrics = dict(self.metrics)

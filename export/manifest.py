@@ -20,12 +20,18 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+WORST_KEY = "loco_worst_balanced_accuracy"
+
+
 def loco_accuracy(metrics: dict[str, Any]) -> float | None:
     """Leave-one-corpus-out clip accuracy from training metrics, whatever nesting training chose.
 
-    Looks for a key mentioning 'loco' / 'leave_one': a number, a dict with an accuracy entry, or a
-    dict of per-corpus dicts (their mean accuracy).
+    The worst held-out corpus's balanced accuracy when training recorded it (the figure that picks
+    the default model); otherwise a key mentioning 'loco' / 'leave_one': a number, a dict with an
+    accuracy entry, or a dict of per-corpus dicts (their mean accuracy).
     """
+    if (worst := _number(metrics.get(WORST_KEY))) is not None:
+        return worst
     for key, value in metrics.items():
         lowered = key.lower()
         if "loco" not in lowered and "leave_one" not in lowered:

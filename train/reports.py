@@ -119,30 +119,48 @@ def _pct(value: float | None) -> str:
 
 
 def loco_table(results: dict[str, dict[str, dict[str, dict]]]) -> tuple[str, dict]:
-    """Markdown and JSON of clip accuracy per preset, cell and held-out corpus.
+    """Markdown and JSON of the leave-one-corpus-out results, worst held-out corpus first.
 
-    ``results[preset][cell][held_out]`` is a metrics dict from :func:`train.evaluate.evaluate`.
+    ``results[preset][cell][held_out]`` is a metrics dict from :func:`train.evaluate.evaluate`. The
+    headline per cell is the worst balanced accuracy (mean of female and male recall; plain accuracy
+    on a single-sex corpus) over the held-out corpora, never the mean.
     """
-    corpora = sorted({c for cells in results.values() for folds in cells.values() for c in folds})
-    header = " | ".join(f"held-out {c}" for c in corpora)
-    lines = [f"| preset | cell | {header} | mean | Indonesian AAC / MP3 / Opus |",
-             "|---|---|" + "---|" * len(corpora) + "---|---|"]
+    lines: list[str] = []
     table: dict = {}
     for preset_name, cells in results.items():
         for cell, folds in cells.items():
-            accs = [folds.get(c, {}).get("accuracy") for c in corpora]
+            rows = sorted(folds.items(), key=lambda kv: kv[1].get("balanced_accuracy", -1.0))
+            worst = rows[0] if rows else None
+            lines += [f"#### {preset_name} {cell}: worst held-out corpus "
+                      f"{worst[0] if worst else '—'} {_pct(worst[1].get('balanced_accuracy') if worst else None)}", "",
+                      "| held-out | clips | balanced acc. | female recall | male recall | ROC AUC | "
+                      "right when ≥ 0.9 sure (share) | lost to no_speech |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            for held_out, m in rows:
+                auc = m.get("roc_auc")
+                lines.append(
+                    f"| {held_out} | {m.get('n_clips', 0)} | {_pct(m.get('balanced_accuracy'))} | "
+                    f"{_pct(m.get('recall_female'))} | {_pct(m.get('recall_male'))} | "
+                    f"{'—' if auc is None else f'{auc:.3f}'} | {_pct(m.get('confident_accuracy'))} "
+                    f"({_pct(m.get('confident_share'))}) | {_pct(m.get('no_speech_rate'))} |")
             fmt = folds.get("indonesian", {}).get("indonesian_per_format", {})
-            fmt_text = " / ".join(_pct(fmt.get(k, {}).get("accuracy")) for k in ("aac", "mp3", "opus"))
-            valid = [a for a in accs if a is not None]
-            mean = float(np.mean(valid)) if valid else None
-            lines.append(f"| {preset_name} | {cell} | " + " | ".join(_pct(a) for a in accs)
-                         + f" | {_pct(mean)} | {fmt_text} |")
+            if fmt:
+                lines.append("")
+                lines.append("Indonesian held out, per codec: " + ", ".join(
+                    f"{k} {_pct(v.get('accuracy'))} ({v.get('n_clips', 0)} clips)" for k, v in sorted(fmt.items())))
+            lines.append("")
             table.setdefault(preset_name, {})[cell] = {
-                "clip_accuracy": {c: a for c, a in zip(corpora, accs, strict=True)},
-                "mean": mean,
-                "auc": {c: folds.get(c, {}).get("roc_auc") for c in corpora},
+                "worst": {"held_out": worst[0], "balanced_accuracy": worst[1].get("balanced_accuracy")} if worst
+                else None,
+                "balanced_accuracy": {h: m.get("balanced_accuracy") for h, m in folds.items()},
+                "accuracy": {h: m.get("accuracy") for h, m in folds.items()},
+                "recall_female": {h: m.get("recall_female") for h, m in folds.items()},
+                "recall_male": {h: m.get("recall_male") for h, m in folds.items()},
+                "auc": {h: m.get("roc_auc") for h, m in folds.items()},
+                "confident_accuracy": {h: m.get("confident_accuracy") for h, m in folds.items()},
+                "no_speech_rate": {h: m.get("no_speech_rate") for h, m in folds.items()},
                 "indonesian_per_format": {k: v.get("accuracy") for k, v in fmt.items()},
-                "n_clips": {c: folds.get(c, {}).get("n_clips") for c in corpora},
+                "n_clips": {h: m.get("n_clips") for h, m in folds.items()},
             }
     return "\n".join(lines) + "\n", table
 

@@ -21,7 +21,7 @@ from edge.metadata import OUTPUT_NAME, SPEECH_OUTPUT_NAME
 from edge.pipeline import normalize_window
 
 from .config import TrainConfig
-from .data import Recording
+from .data import LOCO_GROUPS, Recording
 from .dataset import Windows
 from .test_windows import write_test_windows
 
@@ -418,7 +418,21 @@ def _parity_sample(windows: Windows, indices: Sequence[int], count: int, seed: i
     return out
 
 
-def _training_json(config: TrainConfig, cell: str, metrics: dict, manifest_sha: str, created: str) -> dict:
+def corpus_table(recordings: Sequence[Recording]) -> dict[str, dict]:
+    """Files and speakers of each corpus, for the model card."""
+    table: dict[str, dict] = {}
+    for rec in recordings:
+        row = table.setdefault(rec.corpus, {"files": 0, "female": set(), "male": set(), "kind": (
+            "nonspeech" if not rec.is_speech else "children" if rec.is_child else "adult")})
+        row["files"] += 1
+        if rec.is_speech:
+            row[rec.label].add(rec.group)
+    return {name: {"files": row["files"], "speakers_female": len(row["female"]), "speakers_male": len(row["male"]),
+                   "kind": row["kind"], "loco_group": LOCO_GROUPS.get(name, name)} for name, row in sorted(table.items())}
+
+
+def _training_json(config: TrainConfig, cell: str, metrics: dict, manifest_sha: str, created: str,
+                   corpora: dict | None = None) -> dict:
     from .config import LICENSE
 
     speech_head = config.model_config(cell).speech_head
@@ -435,6 +449,7 @@ def _training_json(config: TrainConfig, cell: str, metrics: dict, manifest_sha: 
         "model_version": f"{created[:10].replace('-', '.')}-{config.preset}-{manifest_sha[:8]}",
         "preset": config.preset,
         "train_config": config.to_dict(),
+        "corpora": corpora or {},
     }
 
 
@@ -491,7 +506,7 @@ def run(config: TrainConfig, options: RunOptions) -> dict:
                 write_test_windows(cell_dir, prepared.windows, recs, test_idx)
                 write_json(cell_dir / "training.json",
                            _training_json(config, cell, {"test": metrics, **_summary_metrics(metrics)},
-                                          prepared.manifest_sha256, created))
+                                          prepared.manifest_sha256, created, corpus_table(recs)))
             result.model = None
     loco: dict = {}
     tables: dict = {}
@@ -524,6 +539,9 @@ def run(config: TrainConfig, options: RunOptions) -> dict:
             metrics_all = {"test": metrics, "loco": loco_metrics, **_summary_metrics(metrics)}
             if loco_metrics:
                 metrics_all["loco_clip_accuracy"] = {h: m.get("accuracy") for h, m in loco_metrics.items()}
+                metrics_all["loco_balanced_accuracy"] = {h: m.get("balanced_accuracy") for h, m in loco_metrics.items()}
+                metrics_all["loco_worst_balanced_accuracy"] = min(
+                    (m["balanced_accuracy"] for m in loco_metrics.values() if "balanced_accuracy" in m), default=None)
             histories = {"final": result.history, **{f"loco-{h}": r.history for h, (_, _, r) in cell_loco.items()}}
             folder = write_cell_report(reports_root / f"{cell}_{stamp}", cell, metrics_all, scores, 0.5, histories,
                                        {h: s for h, (_, s, _) in cell_loco.items()},
@@ -532,7 +550,8 @@ def run(config: TrainConfig, options: RunOptions) -> dict:
             summary["cells"][cell] = metrics_all
             if out_dir is not None:
                 write_json(out_dir / cell / "training.json",
-                           _training_json(config, cell, metrics_all, prepared.manifest_sha256, created))
+                           _training_json(config, cell, metrics_all, prepared.manifest_sha256, created,
+                                          corpus_table(recs)))
         elif loco_metrics:
             summary["cells"][cell] = {"loco": loco_metrics}
     if tables:

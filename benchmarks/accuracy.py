@@ -1,0 +1,147 @@
+"""End-to-end accuracy of shipped models through the runtime itself (decode -> frames -> model).
+
+Every recording of every corpus goes through ``edge.Detector.predict`` exactly as a user's file would;
+figures are per corpus, worst first, with balanced accuracy (mean of female and male recall), the
+clips lost to ``no_speech``, and for non-speech folders the share correctly rejected. This measures
+the shipped file, not a training-time estimate. Note that the shipped models were trained on most of
+these speakers: the unseen-speaker and unseen-corpus figures come from training (speaker-disjoint
+test split and leave-one-corpus-out); this script checks the runtime end to end and the non-speech
+clips, which no shipped model was trained on.
+
+    python benchmarks/accuracy.py --data ../shared/data --nonspeech ../shared/nonspeech --models rnn,gru
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edge.files import list_audio_files
+
+_detector = None
+
+
+@dataclass(frozen=True)
+class Item:
+    path: str
+    corpus: str
+    label: str  # female | male | nonspeech
+
+
+@dataclass(frozen=True)
+class Outcome:
+    item: Item
+    label: str
+    reason: str | None
+    error: str | None = None
+
+
+def _items(data: Path | None, nonspeech: Path | None) -> list[Item]:
+    from train.data import load_corpora
+
+    items: list[Item] = []
+    if data is not None:
+        recordings, _ = load_corpora([data])
+        items += [Item(str(r.path), r.corpus, r.label) for r in recordings]
+    if nonspeech is not None:
+        items += [Item(str(p), "nonspeech", "nonspeech") for p in list_audio_files(nonspeech)]
+    return items
+
+
+def _init(model: str) -> None:
+    global _detector
+    from edge import Detector
+
+    _detector = Detector(model)
+
+
+def _run(item: Item) -> Outcome:
+    from edge.errors import GvdError
+
+    assert _detector is not None
+    try:
+        result = _detector.predict(item.path)
+    except GvdError as exc:
+        return Outcome(item, "error", None, str(exc))
+    return Outcome(item, result.label, result.reason)
+
+
+@dataclass(frozen=True)
+class CorpusRow:
+    corpus: str
+    clips: int
+    balanced_accuracy: float | None
+    recall_female: float | None
+    recall_male: float | None
+    no_speech_rate: float
+    errors: int
+
+
+def summarise(outcomes: list[Outcome]) -> tuple[list[CorpusRow], dict]:
+    by_corpus: dict[str, list[Outcome]] = defaultdict(list)
+    for outcome in outcomes:
+        by_corpus[outcome.item.corpus].append(outcome)
+    rows = []
+    nonspeech = {}
+    for corpus, group in sorted(by_corpus.items()):
+        if corpus == "nonspeech":
+            rejected = [o for o in group if o.label == "no_speech"]
+            nonspeech = {"clips": len(group), "rejected": len(rejected),
+                         "given_a_gender": sorted(Path(o.item.path).name for o in group if o.label in ("female", "male")),
+                         "errors": sorted(Path(o.item.path).name for o in group if o.label == "error")}
+            continue
+        recalls = {}
+        for sex in ("female", "male"):
+            answered = [o for o in group if o.item.label == sex and o.label in ("female", "male")]
+            recalls[sex] = sum(o.label == sex for o in answered) / len(answered) if answered else None
+        present = [r for r in recalls.values() if r is not None]
+        rows.append(CorpusRow(corpus, len(group), sum(present) / len(present) if present else None,
+                              recalls["female"], recalls["male"],
+                              sum(o.label == "no_speech" for o in group) / len(group),
+                              sum(o.label == "error" for o in group)))
+    rows.sort(key=lambda r: (r.balanced_accuracy is None, r.balanced_accuracy or 0.0))
+    return rows, nonspeech
+
+
+def markdown(model: str, rows: list[CorpusRow], nonspeech: dict) -> str:
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    lines = [f"### {model}", "", "| corpus | clips | balanced acc. | female recall | male recall | no_speech | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r.corpus} | {r.clips} | {pct(r.balanced_accuracy)} | {pct(r.recall_female)} | "
+              f"{pct(r.recall_male)} | {pct(r.no_speech_rate)} | {r.errors} |" for r in rows]
+    if nonspeech:
+        lines += ["", f"Non-speech: {nonspeech['rejected']} of {nonspeech['clips']} clips give no_speech; "
+                      f"given a gender: {', '.join(nonspeech['given_a_gender']) or 'none'}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, help="root of labelled corpora (e.g. ../shared/data)")
+    parser.add_argument("--nonspeech", type=Path, help="folder of non-speech clips (e.g. ../shared/nonspeech)")
+    parser.add_argument("--models", default="rnn", help="comma-separated shipped model names or .onnx paths")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    if args.data is None and args.nonspeech is None:
+        parser.error("give --data and/or --nonspeech")
+    items = _items(args.data, args.nonspeech)
+    report = {}
+    for model in args.models.split(","):
+        with ProcessPoolExecutor(max_workers=args.jobs, initializer=_init, initargs=(model,)) as pool:
+            outcomes = list(pool.map(_run, items, chunksize=16))
+        rows, nonspeech = summarise(outcomes)
+        sys.stdout.write(markdown(model, rows, nonspeech) + "\n")
+        report[model] = {"corpora": [asdict(r) for r in rows], "nonspeech": nonspeech}
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
