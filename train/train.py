@@ -479,7 +479,7 @@ def run(config: TrainConfig, options: RunOptions) -> dict:
         "corpora": sorted({r.corpus for r in recs}), "duplicates_dropped": prepared.dropped,
         "same_audio_merged": prepared.same_audio, "failed": prepared.failed,
         "extract_seconds": prepared.extract_seconds, "manifest_sha256": prepared.manifest_sha256,
-        "cells": {}, "train_seconds": {},
+        "cells": {}, "train_seconds": {}, "train_config": config.to_dict(),
     }
     out_dir = Path(options.out) if options.out else None
     reports_root = Path(options.reports_dir)

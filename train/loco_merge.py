@@ -1,0 +1,74 @@
+"""Put leave-one-corpus-out results from separate runs into a finished run's ``training.json`` files.
+
+Leave-one-corpus-out trains one model per held-out corpus and cell; on a small machine it is quicker
+to run it per cell in parallel processes (``gvd train --loco --no-final --cells gru --out A``) next to
+the run that trains the shipped models (``gvd train --out B``). This merges A's measured figures into
+B, after checking that both runs used the same data, features and recipe, so the model card and the
+choice of the default model see them:
+
+    python -m train.loco_merge --into B A C D
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .reports import loco_table, write_json
+
+
+def _same_recipe(summary: dict, record: dict) -> bool:
+    """Same data (manifest hash) and the same recipe (the whole training config; runs that did not
+    record it are compared by preset name)."""
+    if summary.get("manifest_sha256") != record.get("data_manifest_sha256"):
+        return False
+    config = dict(summary.get("train_config") or {})
+    if not config:
+        return summary.get("preset") == record.get("preset")
+    ours = dict(record.get("train_config") or {})
+    return {k: v for k, v in config.items() if k != "seed"} == {k: v for k, v in ours.items() if k != "seed"}
+
+
+def merge(into: Path, runs: list[Path]) -> list[str]:
+    """Merge every cell's LOCO metrics found in ``runs`` into ``into/<cell>/training.json``."""
+    merged = []
+    tables: dict = {}
+    for run in runs:
+        summary = json.loads((run / "run_summary.json").read_text(encoding="utf-8"))
+        for cell, metrics in summary.get("cells", {}).items():
+            loco = metrics.get("loco")
+            path = into / cell / "training.json"
+            if not loco or not path.is_file():
+                continue
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if not _same_recipe(summary, record):
+                raise click.ClickException(f"{run}: {cell} was trained on other data or with another recipe than {path}")
+            record["metrics"]["loco"] = loco
+            record["metrics"]["loco_clip_accuracy"] = {h: m.get("accuracy") for h, m in loco.items()}
+            record["metrics"]["loco_balanced_accuracy"] = {h: m.get("balanced_accuracy") for h, m in loco.items()}
+            record["metrics"]["loco_worst_balanced_accuracy"] = min(
+                (m["balanced_accuracy"] for m in loco.values() if "balanced_accuracy" in m), default=None)
+            write_json(path, record)
+            tables.setdefault(summary.get("preset", "default"), {})[cell] = loco
+            merged.append(cell)
+    if tables:
+        markdown, _ = loco_table(tables)
+        (into / "loco_table.md").write_text(markdown, encoding="utf-8")
+    return merged
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--into", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The run that trained the shipped models (<cell>/training.json).")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+def main(into: Path, runs: tuple[Path, ...]) -> None:
+    merged = merge(into, list(runs))
+    if not merged:
+        raise click.ClickException("no LOCO results matched a cell of --into")
+    click.echo(f"merged leave-one-corpus-out results of {', '.join(merged)} into {into}")
+
+
+if __name__ == "__main__":
+    main()
