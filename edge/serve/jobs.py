@@ -103,7 +103,24 @@ def _proc_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def _group_members(pgid: int) -> list[str] | None:
+    """States of the group's processes from /proc (None where /proc is not available)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    states = []
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:
+            states.append(fields[0])
+    return states
+
+
 def _group_alive(pid: int | None, proc_start: str | None) -> bool:
+    """The run's process group still has a live member (zombies left unreaped do not count)."""
     if not pid:
         return False
     try:
@@ -113,7 +130,10 @@ def _group_alive(pid: int | None, proc_start: str | None) -> bool:
     except PermissionError:
         return True
     leader = _proc_start(pid)
-    return leader is None or proc_start is None or leader == proc_start
+    if leader is not None and proc_start is not None and leader != proc_start:
+        return False  # the pid was reused by another process
+    members = _group_members(pid)
+    return members is None or any(state != "Z" for state in members)
 
 
 class RetrainJobs:
@@ -266,9 +286,9 @@ class RetrainJobs:
         run = self.active()
         if run is None or not run.pid:
             return
-        if _group_alive(run.pid, run.proc_start):
-            _terminate_group(run.pid, self.options.stop_grace_seconds)
         process = self._owned.pop(run.id, None)
+        if _group_alive(run.pid, run.proc_start):
+            _terminate_group(run.pid, self.options.stop_grace_seconds, process)
         if process is not None:
             process.wait()
         self._finish(run.id, "cancelled", None, "the server stopped; the run was terminated")
@@ -284,13 +304,15 @@ class RetrainJobs:
         return runs[0] if runs else None
 
 
-def _terminate_group(pgid: int, grace: float) -> None:
+def _terminate_group(pgid: int, grace: float, leader: subprocess.Popen | None = None) -> None:
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
+        if leader is not None:
+            leader.poll()  # reap our own child, or its zombie keeps the group looking alive
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
