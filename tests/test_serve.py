@@ -34,7 +34,7 @@ from edge.detector import Detector  # noqa: E402
 from edge.serve.app import ServeOptions, create_app, serve  # noqa: E402
 from edge.serve.errors import machine_word  # noqa: E402
 from serve_fixtures import (SR, client, feedback, make_client, services, stored_rows, synthetic_voice,  # noqa: E402,F401
-                            tiny_model, upload, voices)
+                            tilt_model, tiny_model, upload, voices)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -291,13 +291,17 @@ def test_feedback_field_names_are_strict(client: TestClient, voices: dict[str, P
     assert stored_rows(client) == []
 
 
-def test_feedback_on_a_mixed_clip_is_refused(client: TestClient, voices: dict[str, Path], tmp_path: Path):
-    prediction = upload(client, voices["high"]).json()
-    item = services(client).recent._items[prediction["prediction_id"]]
-    item.mixed = True  # as if the windows had disagreed: the tiny model cannot be made to on cue
-    response = feedback(client, prediction["prediction_id"], "male")
-    assert (response.status_code, response.json()["error"]) == (422, "mixed_clip")
-    assert stored_rows(client) == []
+def test_feedback_on_a_mixed_clip_is_refused(tmp_path: Path):
+    """A low voice then a high one: the windows disagree, so no single label describes the clip."""
+    model = tilt_model(tmp_path / "right.onnx", right=True)
+    two = tmp_path / "two.wav"
+    sf.write(two, np.concatenate([synthetic_voice(120.0, 4.0), synthetic_voice(220.0, 4.0, seed=1)]), SR)
+    with make_client(model, tmp_path / "fb") as client:
+        prediction = upload(client, two).json()
+        assert prediction["mixed"] is True
+        response = feedback(client, prediction["prediction_id"], "male")
+        assert (response.status_code, response.json()["error"]) == (422, "mixed_clip")
+        assert stored_rows(client) == [] and list(services(client).recent.directory.iterdir()) == []
 
 
 def test_feedback_on_a_clip_without_speech_is_refused(client: TestClient, tmp_path: Path, rng):
