@@ -70,32 +70,32 @@ def test_compressed_audio_is_counted_by_decoding_up_to_the_limit(tmp_path):
         check_duration(path, limit=5.0)
     assert info.value.error == "audio_too_long" and info.value.extra["max_audio_seconds"] == 5.0
     check_duration(path, limit=30.0)
-    cancelled = threading.Event()
-    cancelled.set()
-    with pytest.raises(ClientGone):
-        check_duration(path, limit=30.0, cancelled=cancelled)
+
+
+def _blocking(release: threading.Event, ran: list, name: str) -> str:
+    release.wait(10)
+    ran.append(name)
+    return name
+
+
+async def _stays() -> bool:
+    return False
 
 
 def test_the_queue_refuses_with_503_and_retry_after_when_full():
     """Finding 3: requests queued without bound behind the single inference lock."""
     async def scenario():
         queue = WorkQueue(workers=1, max_waiting=1)
-        release = threading.Event()
-        never = lambda: asyncio.sleep(0, result=False)  # noqa: E731 - the client stays
-
-        def blocking(cancelled):
-            release.wait(10)
-            return "done"
-
-        first = asyncio.ensure_future(queue.run(blocking, never))
-        second = asyncio.ensure_future(queue.run(blocking, never))
+        release, ran = threading.Event(), []
+        first = asyncio.ensure_future(queue.run(_stays, _blocking, release, ran, "first"))
+        second = asyncio.ensure_future(queue.run(_stays, _blocking, release, ran, "second"))
         await asyncio.sleep(0.05)
         with pytest.raises(ApiError) as info:
-            await queue.run(blocking, never)
+            await queue.run(_stays, _blocking, release, ran, "third")
         assert info.value.status == 503 and info.value.headers["Retry-After"] == "1"
         release.set()
-        assert await first == "done" and await second == "done"
-        assert queue.pending == 0 and queue.refused == 1
+        assert (await first, await second) == ("first", "second")
+        assert queue.pending == 0 and queue.refused == 1 and ran == ["first", "second"]
         queue.close()
 
     asyncio.run(scenario())
@@ -105,26 +105,14 @@ def test_a_request_whose_client_left_is_dropped_before_its_turn():
     """Finding 3: abandoned requests kept running; now a queued job whose client left never starts."""
     async def scenario():
         queue = WorkQueue(workers=1, max_waiting=4)
-        release = threading.Event()
-        ran: list[str] = []
+        release, ran = threading.Event(), []
         gone = {"flag": False}
 
-        def job(name):
-            def run(cancelled):
-                if name == "first":
-                    release.wait(10)
-                ran.append(name)
-                return name
-            return run
-
-        async def first_client():
-            return False
-
-        async def second_client():
+        async def second_client() -> bool:
             return gone["flag"]
 
-        first = asyncio.ensure_future(queue.run(job("first"), first_client))
-        second = asyncio.ensure_future(queue.run(job("second"), second_client))
+        first = asyncio.ensure_future(queue.run(_stays, _blocking, release, ran, "first"))
+        second = asyncio.ensure_future(queue.run(second_client, _blocking, release, ran, "second"))
         await asyncio.sleep(0.05)
         gone["flag"] = True  # the second client closes its connection while waiting
         with pytest.raises(ClientGone):

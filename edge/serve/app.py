@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -29,8 +28,7 @@ import click
 
 from .. import __version__
 from ..audio import AUDIO_EXTENSIONS
-from ..errors import AudioError, GvdError, require
-from .duration import check_duration
+from ..errors import GvdError, require
 from .errors import ApiError, from_runtime, status_word
 from .jobs import DEFAULT_RETRAIN_COMMAND, RetrainJobs, RetrainOptions
 from .pool import ModelPool
@@ -40,6 +38,7 @@ from .security import AccessPolicy, GuardMiddleware, is_loopback
 from .store import ClientRate, FeedbackStore, StoreLimits, check_label, check_prediction_id
 from .uploads import FORM_OVERHEAD, MB, receive_upload, sniff_suffix
 from .work import ClientGone, WorkQueue
+from .worker import predict_file, ready
 
 log = logging.getLogger("gvd.serve")
 FEEDBACK_FIELDS = ("prediction_id", "correct_label", "consent")
@@ -64,7 +63,8 @@ class ServeOptions:
     # request limits
     max_upload_mb: float = 20.0
     max_audio_seconds: float = 60.0
-    workers: int = 1  # inference threads
+    workers: int = 1  # inference workers
+    worker_processes: bool = False  # True: workers are processes (gvd serve), False: threads (tests)
     queue: int = 8  # requests that may wait for a worker; more get 503
     threads: int = 1  # onnxruntime intra-op threads
     # kept uploads, feedback quotas
@@ -155,7 +155,10 @@ def build_services(options: ServeOptions, detector: Any = None) -> tuple[Service
     jobs = RetrainJobs(store, RetrainOptions(options.retrain_threshold, options.retrain_command, options.retrain_cwd),
                        on_success=_promotion_hook(options, store, registry, pool))
     services = Services(options, options.policy(), pool, store, recent, jobs, registry,
-                        WorkQueue(options.workers, options.queue), ClientRate(options.corrections_per_minute))
+                        WorkQueue(options.workers, options.queue, processes=options.worker_processes),
+                        ClientRate(options.corrections_per_minute))
+    if options.worker_processes:
+        services.queue.warm_up(ready, pool.source(pool.default_name), options.threads)
     sweep = store.last_sweep
     if sweep.orphans or sweep.partials or sweep.missing or sweep.imported_csv_rows:
         log.warning("feedback store: removed %d orphan and %d partial files, %d rows without audio; "
@@ -178,7 +181,7 @@ def _promotion_hook(options: ServeOptions, store: FeedbackStore, registry: Regis
         entries = {e["name"]: e for e in manifest["models"]}
         candidate = models / entries[manifest.get("default") or next(iter(entries))]["file"]
         decision, version = promote(candidate, registry, load_holdout(options.holdout),
-                                    pool.detector(pool.default_name).path, corrections_of(store),
+                                    pool.base().path, corrections_of(store),
                                     source=f"retraining run {run.id}")
         return f"promoted as {version.name}" if version else "not promoted: " + "; ".join(decision.reasons)
 
@@ -187,16 +190,6 @@ def _promotion_hook(options: ServeOptions, store: FeedbackStore, registry: Regis
 
 def corrections_of(store: FeedbackStore, limit: int = 200) -> list[LabelledClip]:
     return [LabelledClip(store.root / c.file, c.correct_label, "corrections") for c in store.recent(limit)]
-
-
-def _jsonable(value: Any) -> Any:
-    """numpy scalars to plain JSON values (Prediction.to_dict() should already be plain)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    item = getattr(value, "item", None)
-    return item() if callable(item) and not isinstance(value, (str, bytes)) else value
 
 
 def create_app(options: ServeOptions | None = None, detector: Any = None):
@@ -265,13 +258,6 @@ def install_routes(app, services: Services, Request, JSONResponse) -> None:
         endpoint.__annotations__["request"] = Request
         return endpoint
 
-    def predict_job(name: str, path: Path, cancelled: threading.Event) -> dict[str, Any]:
-        check_duration(path, options.max_audio_seconds, cancelled)
-        detector = pool.detector(name)
-        result = _jsonable(detector.predict(path).to_dict())
-        result.pop("path", None)  # the server's file: meaningless to the client
-        return result
-
     async def predict_upload(request, name: str) -> tuple[str, dict[str, Any]]:
         upload = await receive_upload(request, options.max_upload_bytes, recent.new_path)
         try:
@@ -281,12 +267,14 @@ def install_routes(app, services: Services, Request, JSONResponse) -> None:
                     renamed = upload.path.with_suffix(sniffed)
                     upload.path.rename(renamed)
                     upload.path, upload.suffix = renamed, sniffed
-            result = await queue.run(lambda cancelled: predict_job(name, upload.path, cancelled),
-                                     request.is_disconnected)
-        except AudioError as exc:
+            pool.mark_used(name)
+            result = await queue.run(request.is_disconnected, predict_file, pool.source(name), options.threads,
+                                     str(upload.path), options.max_audio_seconds)
+        except ApiError as exc:
             upload.path.unlink(missing_ok=True)
             shown = upload.filename or "the upload"  # the user's file, not the server's copy
-            raise ApiError(*_runtime_parts(exc, str(upload.path), upload.path.name, shown)) from exc
+            exc.message = exc.message.replace(str(upload.path), shown).replace(upload.path.name, shown)
+            raise
         except ClientGone:
             upload.path.unlink(missing_ok=True)
             raise ApiError(499, "client_closed_request", "the client went away before the answer") from None
@@ -352,8 +340,7 @@ def install_routes(app, services: Services, Request, JSONResponse) -> None:
     @app.get("/health")
     async def health():
         default = pool.resolve(None)
-        loaded = pool.detector(default) if default == pool.base_name else None
-        metadata = getattr(loaded, "metadata", None)
+        metadata = pool.base().metadata if default == pool.base_name else None
         return JSONResponse({
             "status": "ok", "model": default, "model_version": getattr(metadata, "model_version", None),
             "cell": getattr(metadata, "cell", None), "uptime_seconds": round(time.monotonic() - services.started, 3),
@@ -365,22 +352,13 @@ def install_routes(app, services: Services, Request, JSONResponse) -> None:
 
     @app.get("/models")
     async def models():
-        return JSONResponse(_jsonable(pool.entries()))
+        return JSONResponse(pool.entries())
 
     @app.get("/models/history")
     @takes_request
     async def models_history(request):
         _admin(services, request)
         return JSONResponse(services.registry.history())
-
-
-def _runtime_parts(exc: AudioError, *hidden_and_shown: str) -> tuple[int, str, str]:
-    *hidden, shown = hidden_and_shown
-    api = from_runtime(exc)
-    message = api.message
-    for text in hidden:
-        message = message.replace(text, shown)
-    return api.status, api.error, message
 
 
 async def _feedback_body(request) -> dict[str, Any]:
@@ -455,7 +433,7 @@ def feedback_summary(services: Services) -> dict[str, Any]:
 @click.option("--max-upload-mb", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--max-audio-seconds", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Longer recordings are refused (422) before any model work.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Inference threads.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Inference worker processes.")
 @click.option("--queue", default=8, show_default=True, type=click.IntRange(min=0),
               help="Requests that may wait for a worker; more are refused with 503 + Retry-After.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="onnxruntime threads.")
@@ -485,7 +463,7 @@ def serve(host: str, port: int, model: str | None, feedback_dir: Path | None, re
         options = ServeOptions(
             model=model, feedback_dir=feedback_dir or default_feedback_dir(), registry_dir=registry_dir,
             holdout=holdout, max_upload_mb=max_upload_mb, max_audio_seconds=max_audio_seconds, workers=workers,
-            queue=queue, threads=threads, feedback_max_mb=feedback_max_mb, feedback_max_rows=feedback_max_rows,
+            queue=queue, worker_processes=True, threads=threads, feedback_max_mb=feedback_max_mb, feedback_max_rows=feedback_max_rows,
             corrections_per_minute=corrections_per_minute, retrain_threshold=retrain_threshold,
             retrain_command=retrain_command, host=host, allow_origins=allow_origins, allow_hosts=allow_hosts,
             admin_token=admin_token)

@@ -7,12 +7,10 @@ passed, so a file with a lying header costs at most the limit's worth of decodin
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from ..audio import SOUNDFILE_EXTENSIONS, open_audio
 from .errors import ApiError
-from .work import ClientGone
 
 
 def too_long(seconds: float | None, limit: float) -> ApiError:
@@ -21,7 +19,7 @@ def too_long(seconds: float | None, limit: float) -> ApiError:
                     max_audio_seconds=limit)
 
 
-def check_duration(path: Path, limit: float, cancelled: threading.Event | None = None) -> None:
+def check_duration(path: Path, limit: float) -> None:
     info, blocks = open_audio(path)
     try:
         if path.suffix.lower() in SOUNDFILE_EXTENSIONS and info.duration > 0:
@@ -32,8 +30,6 @@ def check_duration(path: Path, limit: float, cancelled: threading.Event | None =
             return  # the decoder will refuse it with its own message
         frames, most = 0, int(limit * info.sample_rate)
         for block in blocks:
-            if cancelled is not None and cancelled.is_set():
-                raise ClientGone()
             frames += len(block)
             if frames > most:
                 raise too_long(None, limit)

@@ -28,6 +28,14 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": self.error, "message": self.message, **self.extra}
 
+    def __reduce__(self):
+        # Raised in worker processes too: rebuild from every field, not from the message alone.
+        return (_rebuild, (self.status, self.error, self.message, self.headers, self.extra))
+
+
+def _rebuild(status: int, error: str, message: str, headers: dict[str, str], extra: dict[str, Any]) -> ApiError:
+    return ApiError(status, error, message, headers=headers, **extra)
+
 
 def machine_word(exc: BaseException) -> str:
     """CorruptAudioError -> corrupt_audio: a stable machine word from an exception class."""

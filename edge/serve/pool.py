@@ -38,6 +38,7 @@ class ModelPool:
         self.poll_seconds = poll_seconds
         self.base_name = base.name
         self._detectors: dict[str, Any] = {base.name: base}
+        self.used: set[str] = {base.name}  # models the workers have been asked to run (so hold in memory)
         self._base_choice = ModelChoice(base.name, base.path, "custom", getattr(base.metadata, "cell", None),
                                         _headline(getattr(base.metadata, "metrics", None)))
         self._lock = threading.Lock()
@@ -70,6 +71,10 @@ class ModelPool:
         with self._lock:
             self._choices, self.default_name, self._stamp = choices, default, stamp
 
+    def mark_used(self, name: str) -> None:
+        with self._lock:
+            self.used.add(name)
+
     def resolve(self, name: str | None) -> str:
         """The name to use for a request; 422 naming the allowed ones when it is not one of them."""
         self.refresh()
@@ -82,27 +87,24 @@ class ModelPool:
         raise ApiError(422, "unknown_model", f"unknown model {name!r}; choose one of: {', '.join(allowed)}",
                        allowed=allowed)
 
-    def detector(self, name: str):
-        """The loaded detector (loads it on first use: call from a worker thread, not the event loop)."""
+    def source(self, name: str) -> str:
+        """What a worker loads for ``name``: a shipped name or an .onnx path."""
         with self._lock:
-            loaded = self._detectors.get(name)
             choice = self._choices.get(name)
-        if loaded is not None:
-            return loaded
         if choice is None:
             raise ApiError(422, "unknown_model", f"unknown model {name!r}")
-        from ..detector import Detector
+        return str(choice.source)
 
-        detector = Detector(choice.source, threads=self.threads)
-        with self._lock:
-            return self._detectors.setdefault(name, detector)
+    def base(self):
+        """The start-up model, loaded in this process (its metadata answers /health)."""
+        return self._detectors[self.base_name]
 
     def entries(self) -> list[dict[str, Any]]:
         self.refresh()
         with self._lock:
-            choices, default, loaded = list(self._choices.values()), self.default_name, set(self._detectors)
+            choices, default, used = list(self._choices.values()), self.default_name, set(self.used)
         return [{"name": c.name, "cell": c.cell, "kind": c.kind, "default": c.name == default,
-                 "loaded": c.name in loaded, "metrics": c.metrics} for c in choices]
+                 "loaded": c.name in used, "metrics": c.metrics} for c in choices]
 
 
 def _headline(metrics: dict[str, Any] | None) -> dict[str, Any]:
