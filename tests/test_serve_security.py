@@ -75,6 +75,11 @@ def test_allow_origin_and_allow_host_for_a_reverse_proxy(tiny_model, tmp_path, v
         assert ok.status_code == 200, ok.text
         assert client.get("/health", headers={"Host": "voice.internal"}).status_code == 200
         assert client.get("/health", headers={"Host": "evil.example"}).status_code == 400
+        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+        allowed = client.options("/feedback", headers={"Origin": "https://kiosk.example", **preflight})
+        assert allowed.headers.get("access-control-allow-origin") == "https://kiosk.example"
+        refused = client.options("/feedback", headers={"Origin": EVIL, **preflight})
+        assert "access-control-allow-origin" not in refused.headers
 
 
 def test_json_feedback_body_is_limited(client, voices):

@@ -219,7 +219,12 @@ def create_app(options: ServeOptions | None = None, detector: Any = None):
 
     app = fastapi.FastAPI(title="gvd", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.services = services
-    app.add_middleware(GuardMiddleware, policy=services.policy, render=render)
+    if options.allow_origins:  # pages on the allowed origins may read the answers too (CORS)
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(options.allow_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type", "Authorization"])
+    app.add_middleware(GuardMiddleware, policy=services.policy, render=render)  # outermost: checked first
 
     @app.exception_handler(ApiError)
     async def api_error(request, exc: ApiError):

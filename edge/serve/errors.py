@@ -7,10 +7,13 @@ page all show the runtime's message.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 from ..errors import AudioError, GvdError, MissingExtraError, ModelError, UnsupportedFormatError
+
+log = logging.getLogger("gvd.serve")
 
 
 class ApiError(Exception):
@@ -45,8 +48,10 @@ def machine_word(exc: BaseException) -> str:
 
 def from_runtime(exc: GvdError) -> ApiError:
     """The runtime's error as an answer; the order matters (subclasses first)."""
-    for kind, status in ((UnsupportedFormatError, 415), (MissingExtraError, 415), (AudioError, 422),
-                         (ModelError, 500)):
+    if isinstance(exc, ModelError):  # its message names files on the server: log it, answer without it
+        log.error("model error: %s", exc)
+        return ApiError(500, "model_error", "the model could not be used; the server log says why")
+    for kind, status in ((UnsupportedFormatError, 415), (MissingExtraError, 415), (AudioError, 422)):
         if isinstance(exc, kind):
             return ApiError(status, machine_word(exc), str(exc))
     return ApiError(422, machine_word(exc), str(exc))

@@ -85,12 +85,12 @@ class RunRecord:
     note: str | None
 
     def public(self) -> dict[str, Any]:
-        """What anyone may see: no paths, no command, no process ids."""
+        """What anyone may see: no paths, no command, no process ids, no notes (they may quote errors)."""
         return {"id": self.id, "status": self.status, "started": self.started, "finished": self.finished,
-                "returncode": self.returncode, "corrections": self.corrections, "note": self.note}
+                "returncode": self.returncode, "corrections": self.corrections}
 
     def admin(self) -> dict[str, Any]:
-        return {**self.public(), "out_dir": self.out_dir, "log": f"{self.out_dir}/{LOG_FILE}",
+        return {**self.public(), "note": self.note, "out_dir": self.out_dir, "log": f"{self.out_dir}/{LOG_FILE}",
                 "command": self.command, "pid": self.pid}
 
 

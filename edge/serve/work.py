@@ -102,4 +102,4 @@ class WorkQueue:
             future.result()
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown(wait=True, cancel_futures=True)  # a running job is bounded by the limits
