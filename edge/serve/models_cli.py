@@ -48,7 +48,9 @@ def promote(candidate: Path, holdout: Path, registry_dir: Path | None, feedback_
     try:
         clips = [LabelledClip(path, c.correct_label, "corrections")
                  for path, c in read_recent(feedback_dir or _default_feedback(), corrections) if path.is_file()]
-        decision, version = promote_candidate(candidate.resolve(), Registry(registry_dir or _default_registry()),
+        if registry_dir is None:  # where the server keeps it: next to its feedback folder
+            registry_dir = feedback_dir.resolve().parent / "registry" if feedback_dir else _default_registry()
+        decision, version = promote_candidate(candidate.resolve(), Registry(registry_dir),
                                               load_holdout(holdout), resolve(baseline).path, clips,
                                               source=str(candidate.name))
     except GvdError as exc:
