@@ -375,6 +375,16 @@ def test_importing_serve_does_not_import_fastapi():
     assert out.strip() == "[]"
 
 
+def test_the_runtime_does_not_import_the_server():
+    """edge's core (predict, listen, the models list) never loads edge.serve; 'gvd models promote' does, lazily."""
+    code = ("import sys, edge, edge.detector, edge.stream, edge.commands\n"
+            "from edge.cli import cli\n"
+            "try:\n    cli(['models', '--json'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('edge.serve')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_serve_help_and_bad_model():
     runner = CliRunner()
     result = runner.invoke(serve, ["--help"])

@@ -67,6 +67,8 @@ def _probe_result(probe: subprocess.Popen, stop: Path) -> dict:
 
 
 def test_two_thousand_predictions_at_concurrency_16_with_a_ten_minute_file(tiny_model, tmp_path):
+    """Findings 3 (a long file held the model for seconds) under load: the 10-minute files are refused
+    before the work, nothing else fails, and /health stays fast."""
     clip = write_voice(tmp_path / "clip.wav", 210.0, seconds=1.5).read_bytes()
     ten_minutes = long_flac(tmp_path / "ten.flac").read_bytes()
     server = RealServer(tiny_model, tmp_path / "fb", "--queue", "16").start()
@@ -122,6 +124,8 @@ def _stored(feedback_dir: Path) -> dict[str, str]:
 
 
 def test_every_acknowledged_correction_survives_repeated_kill_9(tiny_model, tmp_path):
+    """Finding 7: after repeated kill -9 there were audio files without a row, a .partial and one
+    gvd-recent-* temporary folder per kill. $TMPDIR is private here, so any leak would show."""
     clip = write_voice(tmp_path / "clip.wav", 200.0, seconds=1.5).read_bytes()
     feedback_dir, private_tmp = tmp_path / "fb", tmp_path / "tmp"
     private_tmp.mkdir()
