@@ -30,7 +30,8 @@ def clip(tmp_path: Path, rng: np.random.Generator) -> Path:
 
 def _add(store: FeedbackStore, clip: Path, predicted: str = "male", correct: str = "female",
          prediction_id: str | None = None, client: str = "127.0.0.1"):
-    return store.add(clip, prediction_id=uuid.uuid4().hex if prediction_id is None else prediction_id, predicted_label=predicted,
+    prediction_id = uuid.uuid4().hex if prediction_id is None else prediction_id
+    return store.add(clip, prediction_id=prediction_id, predicted_label=predicted,
                      p_female=0.25, correct_label=correct, model="test", client=client)
 
 

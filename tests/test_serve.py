@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-import socket
 import subprocess
 import sys
 import threading
@@ -33,8 +32,8 @@ from edge import model as model_module  # noqa: E402
 from edge.detector import Detector  # noqa: E402
 from edge.serve.app import ServeOptions, create_app, serve  # noqa: E402
 from edge.serve.errors import machine_word  # noqa: E402
-from serve_fixtures import (SR, client, feedback, make_client, services, stored_rows, synthetic_voice,  # noqa: E402,F401
-                            tilt_model, tiny_model, upload, voices)
+from serve_fixtures import (SR, client, feedback, free_port, make_client, raw_request, services,  # noqa: E402,F401
+                            stored_rows, synthetic_voice, tilt_model, tiny_model, upload, voices)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -397,36 +396,9 @@ def test_serve_help_and_bad_model():
     assert "no such model file" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _raw_request(port: int, head: bytes, body_chunks, timeout: float = 30.0) -> bytes:
-    """Send a request piece by piece and return what the server answered (it may answer early)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(head)
-        try:
-            for chunk in body_chunks:
-                sock.sendall(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server refused the body and closed the connection: what we want to see
-        answer = b""
-        try:
-            while b"\r\n\r\n" not in answer:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                answer += data
-        except ConnectionResetError:
-            pass
-        return answer
-
-
 def test_real_server_refuses_huge_uploads_without_reading_them(tiny_model: Path, tmp_path: Path,
                                                                voices: dict[str, Path]):
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "edge", "serve", "--port", str(port), "--model", str(tiny_model),
          "--feedback-dir", str(tmp_path / "fb"), "--max-upload-mb", "1"],
@@ -451,7 +423,7 @@ def test_real_server_refuses_huge_uploads_without_reading_them(tiny_model: Path,
         # Declares 2 GB: refused from the headers alone.
         head = (f"POST /predict?filename=x.wav HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/wav\r\n"
                 f"Content-Length: {2 * 1024 ** 3}\r\n\r\n").encode()
-        answer = _raw_request(port, head, [b"RIFF" + bytes(65532)])
+        answer = raw_request(port, head, [b"RIFF" + bytes(65532)])
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
 
         # Chunked, no length: refused once 1 MB has streamed in, long before the 2 GB the client would send.
@@ -468,7 +440,7 @@ def test_real_server_refuses_huge_uploads_without_reading_them(tiny_model: Path,
 
         psutil = pytest.importorskip("psutil")
         rss_before = psutil.Process(process.pid).memory_info().rss
-        answer = _raw_request(port, head, endless())
+        answer = raw_request(port, head, endless())
         rss_after = psutil.Process(process.pid).memory_info().rss
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         # The server closed the connection: the client could push only socket buffers past the 1 MB limit,

@@ -25,7 +25,8 @@ from serve_fixtures import make_client, services, tilt_model, upload, write_voic
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
-    return {"right": tilt_model(folder / "right.onnx", right=True), "wrong": tilt_model(folder / "wrong.onnx", right=False)}
+    return {"right": tilt_model(folder / "right.onnx", right=True),
+            "wrong": tilt_model(folder / "wrong.onnx", right=False)}
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("fastapi")
@@ -124,7 +122,8 @@ def test_real_server_refuses_a_huge_chunked_json_body_in_bounded_memory(tiny_mod
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         assert sent["bytes"] < 64 * 1024 ** 2
         assert after - before < 32 * 1024 ** 2
-        print(f"\n413 after {sent['bytes'] / 2 ** 20:.1f} MB sent; RSS {before / 2 ** 20:.0f} -> {after / 2 ** 20:.0f} MB")
+        print(f"\n413 after {sent['bytes'] / 2 ** 20:.1f} MB sent; "
+              f"RSS {before / 2 ** 20:.0f} -> {after / 2 ** 20:.0f} MB")
     finally:
         server.stop()
 

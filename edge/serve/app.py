@@ -134,7 +134,8 @@ def _lock_folder(root: Path):
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise GvdError(f"another gvd serve is using the feedback folder {root}; stop it or pass --feedback-dir") from None
+        raise GvdError(f"another gvd serve is using the feedback folder {root}; "
+                       "stop it or pass --feedback-dir") from None
     return handle
 
 
@@ -434,7 +435,7 @@ def feedback_summary(services: Services) -> dict[str, Any]:
 @click.option("--registry", "registry_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Promoted model versions. [default: next to the feedback folder]")
 @click.option("--holdout", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="Held-out CSV (file,label,corpus,speaker): new models from retraining are promoted only if not worse on it.")
+              help="Held-out CSV (file,label,corpus,speaker): a retrained model is promoted only if not worse on it.")
 @click.option("--max-upload-mb", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--max-audio-seconds", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Longer recordings are refused (422) before any model work.")
@@ -468,7 +469,8 @@ def serve(host: str, port: int, model: str | None, feedback_dir: Path | None, re
         options = ServeOptions(
             model=model, feedback_dir=feedback_dir or default_feedback_dir(), registry_dir=registry_dir,
             holdout=holdout, max_upload_mb=max_upload_mb, max_audio_seconds=max_audio_seconds, workers=workers,
-            queue=queue, worker_processes=True, threads=threads, feedback_max_mb=feedback_max_mb, feedback_max_rows=feedback_max_rows,
+            queue=queue, worker_processes=True, threads=threads, feedback_max_mb=feedback_max_mb,
+            feedback_max_rows=feedback_max_rows,
             corrections_per_minute=corrections_per_minute, retrain_threshold=retrain_threshold,
             retrain_command=retrain_command, host=host, allow_origins=allow_origins, allow_hosts=allow_hosts,
             admin_token=admin_token)

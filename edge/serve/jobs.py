@@ -214,7 +214,8 @@ class RetrainJobs:
             run_id = (db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM runs").fetchone()[0])
             out_dir = f"runs/{run_id}"
             command = self._command(self.store.root / out_dir, run_id)
-            db.execute("INSERT INTO runs (id, status, started, out_dir, command, corrections) VALUES (?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO runs (id, status, started, out_dir, command, corrections) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
                        (run_id, "starting", utc_now(), out_dir, command, pending))
             db.execute("UPDATE corrections SET run_id = ? WHERE run_id IS NULL AND predicted_label != correct_label",
                        (run_id,))
@@ -253,7 +254,8 @@ class RetrainJobs:
         with open(out / LOG_FILE, "wb") as log:
             return subprocess.Popen(argv, cwd=self.options.cwd, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    env={**os.environ, "GVD_FEEDBACK_DIR": str(self.store.root), "GVD_RETRAIN_OUT": str(out)})
+                                    env={**os.environ, "GVD_FEEDBACK_DIR": str(self.store.root),
+                                         "GVD_RETRAIN_OUT": str(out)})
 
     def _spawn_thread(self, target, *args) -> None:
         thread = threading.Thread(target=target, args=args, daemon=True, name="gvd-retrain-watcher")

@@ -83,7 +83,8 @@ class RecentPredictions:
             item = self._items.pop(prediction_id, None)
             if item is None:
                 if prediction_id in self._used:
-                    raise ApiError(409, "already_recorded", f"feedback for prediction {prediction_id} was already recorded")
+                    raise ApiError(409, "already_recorded",
+                                   f"feedback for prediction {prediction_id} was already recorded")
                 raise ApiError(404, "unknown_prediction",
                                f"unknown or expired prediction_id {prediction_id!r}: the audio of the last "
                                f"{self.limits.max_items} predictions is kept for "
