@@ -13,13 +13,13 @@ from .store import read_recent
 
 
 def _default_registry() -> Path:
-    from .app import default_data_dir
+    from .services import default_data_dir
 
     return default_data_dir() / "registry"
 
 
 def _default_feedback() -> Path:
-    from .app import default_feedback_dir
+    from .services import default_feedback_dir
 
     return default_feedback_dir()
 
