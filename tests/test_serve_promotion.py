@@ -162,22 +162,33 @@ entry = {"name": "gru", "file": "gru.onnx", "sha256": digest, "cell": "gru"}
 """
 
 
-def test_a_successful_retraining_run_is_evaluated_and_promoted(models, holdout_csv, tmp_path):
-    """Finding 9 end to end: the run's new model is compared with the served one and swapped in."""
+@pytest.mark.parametrize("served,trained", [("wrong", "right"), ("right", "wrong")])
+def test_a_successful_retraining_run_is_evaluated_and_promoted_only_if_not_worse(models, holdout_csv, tmp_path,
+                                                                                 served, trained):
+    """Finding 9 end to end: the run's new model is compared with the served one and swapped in, or not."""
     script = tmp_path / "make_candidate.py"
     script.write_text(MAKE_CANDIDATE)
-    command = f"{{python}} {script} {models['right']} {{out}}"
+    command = f"{{python}} {script} {models[trained]} {{out}}"
     voice = write_voice(tmp_path / "low.wav", 120.0)
-    with make_client(models["wrong"], tmp_path / "fb", registry_dir=tmp_path / "registry", holdout=holdout_csv,
+    with make_client(models[served], tmp_path / "fb", registry_dir=tmp_path / "registry", holdout=holdout_csv,
                      retrain_threshold=1, retrain_command=command) as client:
         prediction = upload(client, voice).json()
-        assert prediction["label"] == "female"  # the wrong model
         response = client.post("/feedback", json={"prediction_id": prediction["prediction_id"],
-                                                  "correct_label": "male", "consent": True})
+                                                  "correct_label": _wrong(prediction["label"]), "consent": True})
         assert response.json()["retrain_started"] is True
-        run = services(client).jobs.wait(60)
-        assert run.status == "succeeded" and run.note == "promoted as promoted-1", run.note
-        deadline = time.monotonic() + 10
-        while client.get("/health").json()["model"] != "promoted-1" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert upload(client, voice).json()["label"] == "male"
+        run = services(client).jobs.wait(120)
+        assert run.status == "succeeded"
+        if trained == "right":
+            assert run.note == "promoted as promoted-1", run.note
+            deadline = time.monotonic() + 10
+            while client.get("/health").json()["model"] != "promoted-1" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert upload(client, voice).json()["label"] == "male"
+        else:
+            assert run.note.startswith("not promoted: worse on the held-out set"), run.note
+            assert client.get("/health").json()["model"] == served
+            assert [e["action"] for e in Registry(tmp_path / "registry").history()] == ["refused"]
+
+
+def _wrong(label: str) -> str:
+    return "male" if label == "female" else "female"

@@ -4,8 +4,12 @@ models, the work queue, the retraining jobs and the registry, and the counters a
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
+import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +18,7 @@ from typing import Any
 from ..errors import GvdError
 from .jobs import DEFAULT_RETRAIN_COMMAND, RetrainJobs, RetrainOptions
 from .pool import ModelPool
-from .promotion import LabelledClip, Registry, load_holdout, promote
+from .promotion import Registry
 from .recent import RecentLimits, RecentPredictions
 from .security import AccessPolicy
 from .store import ClientRate, FeedbackStore, StoreLimits
@@ -24,6 +28,7 @@ from .worker import ready
 
 log = logging.getLogger("gvd.serve")
 JSON_BODY_LIMIT = 16 * 1024
+PROMOTION_TIMEOUT_SECONDS = 3600
 
 
 def default_data_dir() -> Path:
@@ -151,7 +156,8 @@ def build_services(options: ServeOptions, detector: Any = None) -> tuple[Service
 
 
 def _promotion_hook(options: ServeOptions, store: FeedbackStore, registry: Registry, pool: ModelPool):
-    """After a successful run: evaluate its default model and promote it if it is not worse."""
+    """After a successful run: ``gvd models promote`` on its default model, in its own low-priority
+    process (the evaluation runs two models over the held-out set; the server stays light)."""
 
     def hook(run) -> str | None:
         if options.holdout is None:
@@ -162,16 +168,19 @@ def _promotion_hook(options: ServeOptions, store: FeedbackStore, registry: Regis
         manifest = load_manifest(models)
         entries = {e["name"]: e for e in manifest["models"]}
         candidate = models / entries[manifest.get("default") or next(iter(entries))]["file"]
-        decision, version = promote(candidate, registry, load_holdout(options.holdout),
-                                    pool.base().path, corrections_of(store),
-                                    source=f"retraining run {run.id}")
-        return f"promoted as {version.name}" if version else "not promoted: " + "; ".join(decision.reasons)
+        argv = [sys.executable, "-m", "edge", "models", "promote", str(candidate), "--holdout", str(options.holdout),
+                "--registry", str(registry.root), "--feedback-dir", str(store.root),
+                "--baseline", str(pool.base().path), "--json"]
+        done = subprocess.run(["nice", "-n", "10", *argv] if shutil.which("nice") else argv,
+                              capture_output=True, text=True, timeout=PROMOTION_TIMEOUT_SECONDS)
+        if done.returncode not in (0, 1) or not done.stdout.strip():
+            return f"the new model could not be evaluated: {done.stderr.strip()[-300:]}"
+        decision = json.loads(done.stdout.strip().splitlines()[-1])
+        if decision["version"]:
+            return f"promoted as {decision['version']}"
+        return "not promoted: " + "; ".join(decision["reasons"])
 
     return hook
-
-
-def corrections_of(store: FeedbackStore, limit: int = 200) -> list[LabelledClip]:
-    return [LabelledClip(store.root / c.file, c.correct_label, "corrections") for c in store.recent(limit)]
 
 
 def retraining_state(services: Services) -> dict[str, Any]:
