@@ -23,12 +23,20 @@ from edge.settings import DEFAULT_SETTINGS
 SR = 16000
 
 
+def raw_feature_settings():
+    """The default settings without per-window normalisation (when the front end has that switch), so
+    that a model averaging its input over time still sees a difference between two voices."""
+    fields = DEFAULT_SETTINGS.to_dict()
+    return DEFAULT_SETTINGS.with_changes(feature_norm="none") if "feature_norm" in fields else DEFAULT_SETTINGS
+
+
 def build_model(path: Path, weights: np.ndarray, bias: float = 0.0) -> Path:
-    """features [batch, time, 13] -> ReduceMean(time) -> MatMul -> Add -> Sigmoid -> p_female [batch, 1]."""
+    """features [batch, time, n] -> ReduceMean(time) -> MatMul -> Add -> Sigmoid -> p_female [batch, 1]."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    n_mfcc = DEFAULT_SETTINGS.n_mfcc
+    settings = raw_feature_settings()
+    width = settings.n_features
     graph = helper.make_graph(
         [
             helper.make_node("ReduceMean", ["features"], ["pooled"], axes=[1], keepdims=0),
@@ -37,15 +45,14 @@ def build_model(path: Path, weights: np.ndarray, bias: float = 0.0) -> Path:
             helper.make_node("Sigmoid", ["logit"], [OUTPUT_NAME]),
         ],
         "tiny",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", "time", n_mfcc])],
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", "time", width])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1])],
-        [numpy_helper.from_array(weights.reshape(n_mfcc, 1).astype(np.float32), "w"),
+        [numpy_helper.from_array(weights.reshape(width, 1).astype(np.float32), "w"),
          numpy_helper.from_array(np.array([bias], np.float32), "b")],
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     proto.ir_version = 8
-    # Raw MFCC means (no per-window normalisation) so that the output depends on the voice.
-    metadata = ModelMetadata(feature_settings=DEFAULT_SETTINGS.with_changes(feature_norm="none"), cell="gru",
+    metadata = ModelMetadata(feature_settings=settings, cell="gru",
                              model_version="test-1", created="2026-01-01T00:00:00Z", metrics={"accuracy": 0.5})
     for key, value in metadata.to_props().items():
         entry = proto.metadata_props.add()
@@ -72,7 +79,7 @@ def synthetic_voice(f0: float, seconds: float = 2.0, seed: int = 0) -> np.ndarra
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    weights = np.zeros(DEFAULT_SETTINGS.n_mfcc)
+    weights = np.zeros(DEFAULT_SETTINGS.n_features)
     weights[1] = 0.05  # the spectral tilt coefficient: differs between the two synthetic voices
     return build_model(tmp_path_factory.mktemp("model") / "tiny.onnx", weights)
 
@@ -124,8 +131,8 @@ def stored_rows(client: TestClient) -> list:
 
 def tilt_model(path: Path, right: bool) -> Path:
     """A model that calls the low synthetic voices male and the high ones female (``right``), or the reverse."""
-    weights = np.zeros(DEFAULT_SETTINGS.n_mfcc)
-    weights[1] = -0.05 if right else 0.05
+    weights = np.zeros(DEFAULT_SETTINGS.n_features)
+    weights[1] = -0.05 if right else 0.05  # the second cepstral coefficient: spectral tilt
     return build_model(path, weights, bias=2.4 if right else -2.4)
 
 
