@@ -5,9 +5,11 @@ shared recordings. Import the fixtures into a test module to use them.
 
 from __future__ import annotations
 
+import functools
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -129,11 +131,37 @@ def stored_rows(client: TestClient) -> list:
     return services(client).store.records()
 
 
+LOW_VOICES = (115.0, 120.0, 125.0)  # pitch of the synthetic voices the calibrated models call male
+HIGH_VOICES = (215.0, 220.0, 235.0)  # ... and female
+
+
+@functools.lru_cache(maxsize=1)
+def _separating_line() -> tuple[np.ndarray, float]:
+    """Weights and bias, on the time-mean of the model input, that put the low synthetic voices at
+    logit -3 and the high ones at +3, whatever the front end computes: measured, not assumed."""
+    from edge.detector import Detector
+
+    with tempfile.TemporaryDirectory(prefix="gvd-calibrate-") as name:
+        folder = Path(name)
+        detector = Detector(build_model(folder / "probe.onnx", np.zeros(raw_feature_settings().n_features)))
+        means = {}
+        for label, pitches in (("male", LOW_VOICES), ("female", HIGH_VOICES)):
+            seen: list[np.ndarray] = []
+            original = detector.infer
+            detector.infer = lambda features, _seen=seen, _infer=original: (_seen.extend(features), _infer(features))[1]
+            for f0 in pitches:
+                detector.predict(write_voice(folder / f"{f0}.wav", f0))
+            del detector.infer  # back to the class's method
+            means[label] = np.mean([window.mean(axis=0) for window in seen], axis=0)
+    difference = means["female"] - means["male"]
+    weights = 6.0 * difference / float(difference @ difference)
+    return weights, -float(weights @ (means["female"] + means["male"]) / 2)
+
+
 def tilt_model(path: Path, right: bool) -> Path:
     """A model that calls the low synthetic voices male and the high ones female (``right``), or the reverse."""
-    weights = np.zeros(DEFAULT_SETTINGS.n_features)
-    weights[1] = -0.05 if right else 0.05  # the second cepstral coefficient: spectral tilt
-    return build_model(path, weights, bias=2.4 if right else -2.4)
+    weights, bias = _separating_line()
+    return build_model(path, weights if right else -weights, bias if right else -bias)
 
 
 def write_voice(path: Path, f0: float, seconds: float = 2.0, seed: int = 0) -> Path:

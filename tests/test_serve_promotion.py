@@ -19,7 +19,7 @@ from click.testing import CliRunner  # noqa: E402
 from edge.cli import cli  # noqa: E402
 from edge.serve.promotion import (Evaluation, LabelledClip, PromotionError, Registry, decide, load_holdout,  # noqa: E402
                                   promote)
-from serve_fixtures import make_client, services, tilt_model, upload, write_voice  # noqa: E402
+from serve_fixtures import HIGH_VOICES, LOW_VOICES, make_client, services, tilt_model, upload, write_voice  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def holdout_csv(tmp_path_factory) -> Path:
     """Two corpora, a low (male) and a high (female) synthetic speaker each."""
     folder = tmp_path_factory.mktemp("holdout")
     rows = ["file,label,corpus,speaker"]
-    for corpus, (low, high) in {"a": (115.0, 215.0), "b": (125.0, 235.0)}.items():
+    for corpus, (low, high) in {"a": (LOW_VOICES[0], HIGH_VOICES[0]), "b": (LOW_VOICES[2], HIGH_VOICES[2])}.items():
         for label, f0 in (("male", low), ("female", high)):
             name = f"{corpus}_{label}.wav"
             write_voice(folder / name, f0, seed=len(rows))
@@ -157,7 +157,9 @@ source, out = Path(sys.argv[1]), Path(sys.argv[2]) / "models"
 out.mkdir(parents=True)
 shutil.copyfile(source, out / "gru.onnx")
 digest = hashlib.sha256((out / "gru.onnx").read_bytes()).hexdigest()
-entry = {"name": "gru", "file": "gru.onnx", "sha256": digest, "cell": "gru"}
+size = (out / "gru.onnx").stat().st_size
+entry = {"name": "gru", "file": "gru.onnx", "sha256": digest, "cell": "gru", "size_bytes": size,
+         "quantized": False, "metrics": {}, "description": "retrained"}
 (out / "manifest.json").write_text(json.dumps({"format_version": 1, "default": "gru", "models": [entry]}))
 """
 

@@ -162,12 +162,8 @@ def _promotion_hook(options: ServeOptions, store: FeedbackStore, registry: Regis
     def hook(run) -> str | None:
         if options.holdout is None:
             return "not evaluated: start gvd serve with --holdout to promote new models automatically"
-        from ..model import load_manifest
-
         models = store.root / run.out_dir / "models"
-        manifest = load_manifest(models)
-        entries = {e["name"]: e for e in manifest["models"]}
-        candidate = models / entries[manifest.get("default") or next(iter(entries))]["file"]
+        candidate = _default_model_file(models)
         argv = [sys.executable, "-m", "edge", "models", "promote", str(candidate), "--holdout", str(options.holdout),
                 "--registry", str(registry.root), "--feedback-dir", str(store.root),
                 "--baseline", str(pool.base().path), "--json"]
@@ -181,6 +177,14 @@ def _promotion_hook(options: ServeOptions, store: FeedbackStore, registry: Regis
         return "not promoted: " + "; ".join(decision["reasons"])
 
     return hook
+
+
+def _default_model_file(folder: Path) -> Path:
+    """The default model of an export folder, from its manifest.json ({"default", "models": [{name, file}]})."""
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    files = {entry["name"]: entry["file"] for entry in manifest["models"]}
+    name = manifest.get("default") or next(iter(files))
+    return folder / Path(files[name]).name  # a name inside the folder, never a path out of it
 
 
 def retraining_state(services: Services) -> dict[str, Any]:
