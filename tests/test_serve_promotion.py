@@ -194,3 +194,21 @@ def test_a_successful_retraining_run_is_evaluated_and_promoted_only_if_not_worse
 
 def _wrong(label: str) -> str:
     return "male" if label == "female" else "female"
+
+
+def test_a_promoted_model_that_cannot_load_is_never_swapped_in(models, holdout_csv, tmp_path):
+    registry = Registry(tmp_path / "registry")
+    with make_client(models["wrong"], tmp_path / "fb", registry_dir=registry.root) as client:
+        promote(models["right"], registry, load_holdout(holdout_csv), models["wrong"], [], "good")
+        services(client).pool.refresh(force=True)
+        health = client.get("/health").json()
+        assert (health["model"], health["model_version"]) == ("promoted-1", "test-1")
+        version = registry.current()
+        broken = registry.root / "versions" / "2" / "promoted-2.onnx"
+        broken.parent.mkdir(parents=True)
+        broken.write_bytes(b"not a model")
+        state = json.loads(registry.path.read_text())
+        registry.path.write_text(json.dumps({**state, "current": 2}))  # as if promoted, but damaged on disk
+        services(client).pool.refresh(force=True)
+        assert client.get("/health").json()["model"] == version.name  # still the last good one
+        assert upload(client, write_voice(tmp_path / "v.wav", 220.0)).status_code == 200

@@ -196,7 +196,7 @@ def install_routes(app, services: Services, Request, JSONResponse) -> None:
     @app.get("/health")
     async def health():
         default = pool.resolve(None)
-        metadata = pool.base().metadata if default == pool.base_name else None
+        metadata = pool.metadata(default)
         return JSONResponse({
             "status": "ok", "model": default, "model_version": getattr(metadata, "model_version", None),
             "cell": getattr(metadata, "cell", None), "uptime_seconds": round(time.monotonic() - services.started, 3),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import GvdError, ModelError
 from .errors import ApiError
 from .promotion import PromotionError, Registry
 
@@ -65,11 +65,33 @@ class ModelPool:
                     choices[version.name] = ModelChoice(version.name, version.path, "promoted", None, {})
                 current = self.registry.current()
                 if current is not None:
-                    default = current.name
+                    default = current.name if self._loads(current.name, current.path) else self.default_name
             except PromotionError as exc:
+                default = self.default_name
                 log.error("model registry unreadable, keeping %s: %s", default, exc)
         with self._lock:
             self._choices, self.default_name, self._stamp = choices, default, stamp
+
+    def _loads(self, name: str, path: Path) -> bool:
+        """Load a newly promoted model here before it becomes the default: a broken file is never swapped in."""
+        if name in self._detectors:
+            return True
+        from ..detector import Detector
+
+        try:
+            detector = Detector(path, threads=self.threads)
+        except (GvdError, OSError) as exc:
+            log.error("promoted model %s cannot be loaded, keeping %s: %s", name, self.default_name, exc)
+            return False
+        with self._lock:
+            self._detectors[name] = detector
+        return True
+
+    def metadata(self, name: str):
+        """The model's metadata when this process has it loaded (the start-up and promoted defaults)."""
+        with self._lock:
+            detector = self._detectors.get(name)
+        return None if detector is None else detector.metadata
 
     def mark_used(self, name: str) -> None:
         with self._lock:
