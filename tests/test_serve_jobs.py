@@ -116,10 +116,12 @@ def _start_then_kill_server(tmp_path: Path, clip: Path, command: str) -> None:
 @pytest.mark.parametrize("code,status,pending", [(0, "succeeded", 0), (4, "failed", 1)])
 def test_a_run_that_ends_after_a_restart_is_reported_by_its_exit_code(tmp_path, clip, code, status, pending):
     """Finding 8: a run that finished after a server restart was reported 'interrupted'."""
-    _start_then_kill_server(tmp_path, clip, f"sleep 3; exit {code}")
+    go = tmp_path / "go"
+    _start_then_kill_server(tmp_path, clip, f"while [ ! -e {go} ]; do sleep 0.05; done; exit {code}")
     store = FeedbackStore(tmp_path / "fb")
     jobs = RetrainJobs(store, RetrainOptions(threshold=1, command="true"))
     assert jobs.active() is not None and jobs.active().status == "running"  # adopted, still going
+    go.touch()  # now the run ends, watched only by the new server
     run = jobs.wait(30)
     assert (run.status, run.returncode) == (status, code)
     assert store.totals().pending == pending
