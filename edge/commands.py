@@ -427,10 +427,29 @@ def _headline_metrics(metrics: dict[str, Any], limit: int = 4) -> str:
                      for k, v in shown[:limit])
 
 
-@click.command()
+class _ModelsGroup(click.Group):
+    """``gvd models`` lists; promote|rollback|history live in edge.serve, imported only when used."""
+
+    REGISTRY = ("promote", "rollback", "history")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.REGISTRY)
+
+    def get_command(self, ctx: click.Context, name: str):
+        if name not in self.REGISTRY:
+            return None
+        from .serve import models_cli
+
+        return getattr(models_cli, name)
+
+
+@click.group(cls=_ModelsGroup, invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="The manifest entries as JSON lines.")
-def models(as_json: bool) -> None:
+@click.pass_context
+def models(ctx: click.Context, as_json: bool) -> None:
     """The shipped models, their metrics, and which one is the default."""
+    if ctx.invoked_subcommand is not None:
+        return
     from .model import list_models, models_dir
 
     try:

@@ -7,11 +7,9 @@ neither the shipped models nor the shared recordings.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import shlex
-import socket
 import subprocess
 import sys
 import threading
@@ -32,102 +30,12 @@ from fastapi.testclient import TestClient  # noqa: E402
 import edge  # noqa: E402
 from edge import model as model_module  # noqa: E402
 from edge.detector import Detector  # noqa: E402
-from edge.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata  # noqa: E402
 from edge.serve.app import ServeOptions, create_app, serve  # noqa: E402
-from edge.settings import DEFAULT_SETTINGS  # noqa: E402
+from edge.serve.errors import machine_word  # noqa: E402
+from serve_fixtures import (SR, client, feedback, free_port, make_client, raw_request, services,  # noqa: E402,F401
+                            stored_rows, synthetic_voice, tilt_model, tiny_model, upload, voices)
 
 REPO = Path(__file__).resolve().parent.parent
-SR = 16000
-
-
-def build_model(path: Path, weights: np.ndarray, bias: float = 0.0) -> Path:
-    """features [batch, time, 13] -> ReduceMean(time) -> MatMul -> Add -> Sigmoid -> p_female [batch, 1]."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    n_mfcc = DEFAULT_SETTINGS.n_mfcc
-    graph = helper.make_graph(
-        [
-            helper.make_node("ReduceMean", ["features"], ["pooled"], axes=[1], keepdims=0),
-            helper.make_node("MatMul", ["pooled", "w"], ["logit_raw"]),
-            helper.make_node("Add", ["logit_raw", "b"], ["logit"]),
-            helper.make_node("Sigmoid", ["logit"], [OUTPUT_NAME]),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", "time", n_mfcc])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1])],
-        [numpy_helper.from_array(weights.reshape(n_mfcc, 1).astype(np.float32), "w"),
-         numpy_helper.from_array(np.array([bias], np.float32), "b")],
-    )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    proto.ir_version = 8
-    # Raw MFCC means (no per-window normalisation) so that the output depends on the voice.
-    metadata = ModelMetadata(feature_settings=DEFAULT_SETTINGS.with_changes(feature_norm="none"), cell="gru",
-                             model_version="test-1", created="2026-01-01T00:00:00Z", metrics={"accuracy": 0.5})
-    for key, value in metadata.to_props().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
-    return path
-
-
-def synthetic_voice(f0: float, seconds: float = 2.0, seed: int = 0) -> np.ndarray:
-    """Harmonics of f0 shaped by three formant peaks, with a syllable-rate envelope and silent edges."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    y = np.zeros_like(t)
-    for k in range(1, int(4000 / f0)):
-        f = k * f0
-        amplitude = sum(np.exp(-0.5 * ((f - F) / bw) ** 2) for F, bw in ((700, 130), (1200, 150), (2600, 200)))
-        y += (amplitude + 0.05) / np.sqrt(k) * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
-    y *= 0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)
-    y = 0.3 * y / np.abs(y).max()
-    pad = np.zeros(int(0.3 * SR))
-    return np.concatenate([pad, y, pad]).astype(np.float32)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    weights = np.zeros(DEFAULT_SETTINGS.n_mfcc)
-    weights[1] = 0.05  # the spectral tilt coefficient: differs between the two synthetic voices
-    return build_model(tmp_path_factory.mktemp("model") / "tiny.onnx", weights)
-
-
-@pytest.fixture(scope="session")
-def voices(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("audio")
-    files = {}
-    for name, f0 in (("low", 120.0), ("high", 220.0)):
-        path = folder / f"{name}.wav"
-        sf.write(path, synthetic_voice(f0), SR, subtype="PCM_16")
-        files[name] = path
-    flac = folder / "high.flac"
-    sf.write(flac, synthetic_voice(220.0, seed=1), SR)
-    files["flac"] = flac
-    return files
-
-
-def make_client(model: Path, feedback_dir: Path, **options) -> TestClient:
-    app = create_app(ServeOptions(model=str(model), feedback_dir=feedback_dir, **options))
-    return TestClient(app)
-
-
-@pytest.fixture
-def client(tiny_model: Path, tmp_path: Path):
-    with make_client(tiny_model, tmp_path / "feedback") as test_client:
-        yield test_client
-
-
-def upload(client: TestClient, path: Path, name: str | None = None, url: str = "/predict", **data):
-    with open(path, "rb") as handle:
-        return client.post(url, files={"file": (name or path.name, handle.read(), "application/octet-stream")},
-                           data=data or None)
-
-
-def csv_rows(folder: Path) -> list[dict[str, str]]:
-    with open(folder / "feedback.csv", newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
 
 # --- read-only endpoints ---------------------------------------------------------------------------
 
@@ -167,14 +75,14 @@ def test_models_lists_shipped_models_and_marks_loaded(tiny_model: Path, tmp_path
     monkeypatch.setenv("GVD_MODELS_DIR", str(shipped))
     model_module.clear_cache()
     app = create_app(ServeOptions(model=None, feedback_dir=tmp_path / "fb"))  # None: the manifest default
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         body = client.get("/models").json()
     model_module.clear_cache()
-    assert body["loaded"] == "tiny"
-    by_name = {m["name"]: m for m in body["models"]}
+    by_name = {m["name"]: m for m in body}
     assert set(by_name) == {"tiny", "other"}
+    assert by_name["tiny"]["default"] is True and by_name["other"]["default"] is False
     assert by_name["tiny"]["loaded"] is True and by_name["other"]["loaded"] is False
-    assert by_name["other"]["metrics"] == {"accuracy": 0.25}
+    assert by_name["other"]["metrics"] == {"accuracy": 0.25} and by_name["other"]["cell"] == "gru"
     assert "path" not in by_name["tiny"]  # no server file-system paths in answers
 
 
@@ -191,8 +99,8 @@ def test_predict_matches_the_library(client: TestClient, tiny_model: Path, voice
     assert body["duration"] == pytest.approx(expected.duration)
     assert len(body["segments"]) == len(expected.segments) >= 1
     assert body["model"] == "tiny"
-    assert set(body["timings_ms"]) >= {"decode", "features", "inference", "total"}
-    assert len(body["prediction_id"]) == 32 and body["filename"] == voices[name].name
+    assert set(body["timings_ms"]) == set(expected.timings_ms) and "total" in body["timings_ms"]
+    assert len(body["prediction_id"]) == 32
     assert "path" not in body
 
 
@@ -216,7 +124,7 @@ def test_raw_audio_body(client: TestClient, voices: dict[str, Path]):
 
 
 def _recent_files(client: TestClient) -> list[Path]:
-    return sorted(client.app.state.recent.directory.iterdir())
+    return sorted(services(client).recent.directory.iterdir())
 
 
 def test_too_large_upload_is_refused_with_413(tiny_model: Path, tmp_path: Path, voices: dict[str, Path]):
@@ -224,7 +132,7 @@ def test_too_large_upload_is_refused_with_413(tiny_model: Path, tmp_path: Path, 
     with make_client(tiny_model, tmp_path / "fb", max_upload_mb=0.05) as client:
         response = upload(client, voices["low"])
         assert response.status_code == 413
-        assert "limit" in response.json()["detail"]
+        assert response.json()["error"] == "upload_too_large" and "limit" in response.json()["message"]
 
         # Without a Content-Length (chunked), the limit is enforced while the body streams in.
         def chunks():
@@ -274,11 +182,11 @@ def test_bad_audio_is_422_with_the_specific_error(client: TestClient, tiny_model
     assert response.status_code == 422, response.text
     body = response.json()
     expected = _local_error(tiny_model, path)
-    assert body["error"] == type(expected).__name__
+    assert body["error"] == machine_word(expected)
     assert isinstance(expected, edge.AudioError)
     # The same message the library gives, about the user's file name (not the server's temporary copy).
-    assert body["detail"] == str(expected).replace(str(path), name)
-    assert "gvd-recent" not in body["detail"]
+    assert body["message"] == str(expected).replace(str(path), name)
+    assert ".incoming" not in body["message"]
     assert _recent_files(client) == []
 
 
@@ -295,24 +203,25 @@ def test_missing_codec_extra_is_415_naming_the_extra(client: TestClient, tmp_pat
     response = client.post("/predict", files={"file": ("voice.m4a", b"\x00\x00\x00\x18ftypM4A " + bytes(200),
                                                         "audio/mp4")})
     assert response.status_code == 415
-    assert "[formats]" in response.json()["detail"]
+    assert "[formats]" in response.json()["message"]
 
 
 def test_request_without_file_is_400(client: TestClient):
-    assert client.post("/predict", data={"something": "else"}).status_code == 400
+    response = client.post("/predict", files={"something": (None, "else")})  # multipart, no file part
+    assert (response.status_code, response.json()["error"]) == (400, "no_file")
     response = client.post("/predict", json={"file": "x.wav"})
-    assert response.status_code == 400
-    assert "multipart/form-data" in response.json()["detail"]
+    assert response.status_code == 415
+    assert "multipart/form-data" in response.json()["message"]
 
 
 def test_kept_uploads_are_bounded_and_removed_on_shutdown(tiny_model: Path, tmp_path: Path,
                                                          voices: dict[str, Path]):
     with make_client(tiny_model, tmp_path / "fb", recent_items=2) as client:
         ids = [upload(client, voices["high"]).json()["prediction_id"] for _ in range(3)]
-        folder = client.app.state.recent.directory
+        folder = services(client).recent.directory
         assert len(list(folder.iterdir())) == 2  # only the last two uploads are kept
-        oldest = client.post("/feedback", json={"prediction_id": ids[0], "correct_label": "male"})
-        assert oldest.status_code == 404
+        oldest = feedback(client, ids[0], "male")
+        assert (oldest.status_code, oldest.json()["error"]) == (404, "unknown_prediction")
     assert not folder.exists()
 
 
@@ -322,44 +231,76 @@ def test_feedback_by_prediction_id_stores_a_training_corpus(client: TestClient, 
                                                             tmp_path: Path):
     prediction = upload(client, voices["low"]).json()
     wrong = "male" if prediction["label"] == "female" else "female"
-    response = client.post("/feedback", json={"prediction_id": prediction["prediction_id"], "correct_label": wrong})
+    response = feedback(client, prediction["prediction_id"], wrong)
     assert response.status_code == 200, response.text
     body = response.json()
     stored = tmp_path / "feedback" / wrong / f"{prediction['prediction_id']}.wav"
-    assert body["stored"]["file"] == f"{wrong}/{stored.name}"
-    assert body["stored"]["correction"] is True
+    assert body["stored"]["correction"] is True and "file" not in body["stored"]  # no server paths
     assert stored.read_bytes() == voices["low"].read_bytes()
-    rows = csv_rows(tmp_path / "feedback")
+    rows = stored_rows(client)
     assert len(rows) == 1
     row = rows[0]
-    assert list(row) == ["timestamp", "prediction_id", "file", "predicted_label", "p_female", "correct_label", "model"]
-    assert row["prediction_id"] == prediction["prediction_id"]
-    assert row["predicted_label"] == prediction["label"] and row["correct_label"] == wrong
-    assert float(row["p_female"]) == pytest.approx(prediction["p_female"], abs=1e-6)
-    assert row["model"] == "tiny"
+    assert row.file == f"{wrong}/{stored.name}"
+    assert row.prediction_id == prediction["prediction_id"]
+    assert row.predicted_label == prediction["label"] and row.correct_label == wrong
+    assert row.p_female == pytest.approx(prediction["p_female"], abs=1e-6)
+    assert row.model == "tiny"
     assert body["feedback"]["corrections_pending"] == 1 and body["feedback"]["threshold"] == 20
     assert client.get("/feedback").json()["rows"] == 1
 
-    again = client.post("/feedback", json={"prediction_id": prediction["prediction_id"], "correct_label": wrong})
-    assert again.status_code == 409
-    assert len(csv_rows(tmp_path / "feedback")) == 1
-    assert _recent_files(client) == []  # the temporary copy is gone once stored
+    again = feedback(client, prediction["prediction_id"], wrong)
+    assert (again.status_code, again.json()["error"]) == (409, "already_recorded")
+    assert len(stored_rows(client)) == 1
+    assert _recent_files(client) == []  # the kept copy was moved into the store
 
 
 def test_feedback_errors(client: TestClient, voices: dict[str, Path], tmp_path: Path):
     prediction = upload(client, voices["high"]).json()
-    unknown = client.post("/feedback", json={"prediction_id": "0" * 32, "correct_label": "male"})
-    assert unknown.status_code == 404 and "expired" in unknown.json()["detail"]
-    bad_label = client.post("/feedback", json={"prediction_id": prediction["prediction_id"], "correct_label": "robot"})
-    assert bad_label.status_code == 422
-    unsafe = client.post("/feedback", json={"prediction_id": "../../x", "correct_label": "male"})
-    assert unsafe.status_code == 422
+    unknown = feedback(client, "0" * 32, "male")
+    assert unknown.status_code == 404 and "expired" in unknown.json()["message"]
+    bad_label = feedback(client, prediction["prediction_id"], "robot")
+    assert (bad_label.status_code, bad_label.json()["error"]) == (422, "invalid_label")
+    unsafe = feedback(client, "../../x", "male")
+    assert (unsafe.status_code, unsafe.json()["error"]) == (422, "invalid_prediction_id")
     not_json = client.post("/feedback", content=b"{nope", headers={"content-type": "application/json"})
-    assert not_json.status_code == 422
-    assert not (tmp_path / "feedback" / "feedback.csv").exists()
+    assert (not_json.status_code, not_json.json()["error"]) == (422, "invalid_json")
+    form = client.post("/feedback", data={"prediction_id": prediction["prediction_id"], "correct_label": "male"})
+    assert (form.status_code, form.json()["error"]) == (415, "json_required")
+    assert stored_rows(client) == []
     # The refused attempts did not use up the prediction.
-    ok = client.post("/feedback", json={"prediction_id": prediction["prediction_id"], "correct_label": "male"})
-    assert ok.status_code == 200
+    assert feedback(client, prediction["prediction_id"], "male").status_code == 200
+
+
+def test_feedback_without_consent_stores_nothing(client: TestClient, voices: dict[str, Path], tmp_path: Path):
+    prediction = upload(client, voices["high"]).json()
+    for consent in ({}, {"consent": False}, {"consent": "yes"}, {"consent": 1}):
+        response = client.post("/feedback", json={"prediction_id": prediction["prediction_id"],
+                                                  "correct_label": "male", **consent})
+        assert (response.status_code, response.json()["error"]) == (422, "consent_required"), consent
+    assert stored_rows(client) == []
+    assert list((tmp_path / "feedback").glob("*male/*")) == []
+    assert feedback(client, prediction["prediction_id"], "male").status_code == 200
+
+
+def test_feedback_field_names_are_strict(client: TestClient, voices: dict[str, Path]):
+    prediction = upload(client, voices["high"]).json()
+    response = feedback(client, prediction["prediction_id"], "male", gender="female")
+    assert (response.status_code, response.json()["error"]) == (422, "unknown_fields")
+    assert response.json()["fields"] == ["gender"]
+    assert stored_rows(client) == []
+
+
+def test_feedback_on_a_mixed_clip_is_refused(tmp_path: Path):
+    """A low voice then a high one: the windows disagree, so no single label describes the clip."""
+    model = tilt_model(tmp_path / "right.onnx", right=True)
+    two = tmp_path / "two.wav"
+    sf.write(two, np.concatenate([synthetic_voice(120.0, 4.0), synthetic_voice(220.0, 4.0, seed=1)]), SR)
+    with make_client(model, tmp_path / "fb") as client:
+        prediction = upload(client, two).json()
+        assert prediction["mixed"] is True
+        response = feedback(client, prediction["prediction_id"], "male")
+        assert (response.status_code, response.json()["error"]) == (422, "mixed_clip")
+        assert stored_rows(client) == [] and list(services(client).recent.directory.iterdir()) == []
 
 
 def test_feedback_on_a_clip_without_speech_is_refused(client: TestClient, tmp_path: Path, rng):
@@ -367,26 +308,10 @@ def test_feedback_on_a_clip_without_speech_is_refused(client: TestClient, tmp_pa
     sf.write(path, (0.01 * rng.standard_normal(2 * SR)).astype(np.float32), SR)
     prediction = upload(client, path).json()
     assert prediction["label"] == "no_speech" and prediction["p_female"] is None
-    response = client.post("/feedback", json={"prediction_id": prediction["prediction_id"], "correct_label": "male"})
-    assert response.status_code == 422
-    assert "no speech" in response.json()["detail"]
-    assert not (tmp_path / "feedback" / "feedback.csv").exists()
+    response = feedback(client, prediction["prediction_id"], "male")
+    assert (response.status_code, response.json()["error"]) == (422, "no_speech")
+    assert stored_rows(client) == []
     assert list((tmp_path / "feedback").rglob("*.wav")) == []
-
-
-def test_feedback_with_an_upload_and_a_label(client: TestClient, voices: dict[str, Path], tmp_path: Path,
-                                             tiny_model: Path):
-    response = upload(client, voices["flac"], url="/feedback", correct_label="female")
-    assert response.status_code == 200, response.text
-    body = response.json()
-    expected = Detector(tiny_model).predict(voices["flac"])
-    assert body["predicted_label"] == expected.label
-    stored = tmp_path / "feedback" / "female" / f"{body['prediction_id']}.flac"
-    assert stored.read_bytes() == voices["flac"].read_bytes()
-    assert csv_rows(tmp_path / "feedback")[0]["correct_label"] == "female"
-    missing_label = upload(client, voices["flac"], url="/feedback")
-    assert missing_label.status_code == 422
-    assert len(csv_rows(tmp_path / "feedback")) == 1
 
 
 def test_concurrent_feedback_requests(client: TestClient, voices: dict[str, Path], tmp_path: Path):
@@ -395,7 +320,7 @@ def test_concurrent_feedback_requests(client: TestClient, voices: dict[str, Path
     lock = threading.Lock()
 
     def send(prediction_id: str, label: str) -> None:
-        status = client.post("/feedback", json={"prediction_id": prediction_id, "correct_label": label}).status_code
+        status = feedback(client, prediction_id, label).status_code
         with lock:
             statuses.append(status)
 
@@ -406,8 +331,7 @@ def test_concurrent_feedback_requests(client: TestClient, voices: dict[str, Path
     for thread in threads:
         thread.join()
     assert sorted(statuses) == [200] * 16 + [409] * 16
-    rows = csv_rows(tmp_path / "feedback")
-    assert sorted(r["prediction_id"] for r in rows) == sorted(ids)
+    assert sorted(r.prediction_id for r in stored_rows(client)) == sorted(ids)
     stored = sorted(p.stem for p in (tmp_path / "feedback").glob("*male/*.wav"))
     assert stored == sorted(ids)
 
@@ -421,8 +345,7 @@ def test_retraining_fires_once_at_the_threshold(tiny_model: Path, tmp_path: Path
         def correct(agree: bool) -> dict:
             prediction = upload(client, voices["low"]).json()
             other = "male" if prediction["label"] == "female" else "female"
-            response = client.post("/feedback", json={"prediction_id": prediction["prediction_id"],
-                                                      "correct_label": prediction["label"] if agree else other})
+            response = feedback(client, prediction["prediction_id"], prediction["label"] if agree else other)
             assert response.status_code == 200, response.text
             return response.json()
 
@@ -432,15 +355,15 @@ def test_retraining_fires_once_at_the_threshold(tiny_model: Path, tmp_path: Path
         assert list(markers.iterdir()) == []
         third = correct(agree=False)
         assert third["retrain_started"]
-        state = client.app.state.retrainer.wait(60)
-        assert state["status"] == "succeeded" and state["runs"] == 1
+        run = services(client).jobs.wait(60)
+        assert run.status == "succeeded" and run.id == 1
         assert correct(agree=False)["retrain_started"] is False
-        client.app.state.retrainer.wait(60)
         runs = list(markers.iterdir())
         assert len(runs) == 1
         assert Path(runs[0].read_text()) == (tmp_path / "fb").resolve()
-        health = client.get("/feedback").json()
-        assert health["retrain_runs"] == 1 and health["corrections_pending"] == 1
+        state = client.get("/feedback").json()
+        assert state["retraining"]["runs"] == 1 and state["corrections_pending"] == 1
+        assert state["retraining"]["status"] == "succeeded"
 
 
 # --- the command and the real server --------------------------------------------------------------
@@ -449,6 +372,16 @@ def test_importing_serve_does_not_import_fastapi():
     code = "import sys, edge.serve.app; print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'onnxruntime') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_runtime_does_not_import_the_server():
+    """edge's core (predict, listen, the models list) never loads edge.serve; 'gvd models promote' does, lazily."""
+    code = ("import sys, edge, edge.detector, edge.stream, edge.commands\n"
+            "from edge.cli import cli\n"
+            "try:\n    cli(['models', '--json'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('edge.serve')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert out.strip().splitlines()[-1] == "[]"
 
 
 def test_serve_help_and_bad_model():
@@ -463,36 +396,9 @@ def test_serve_help_and_bad_model():
     assert "no such model file" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _raw_request(port: int, head: bytes, body_chunks, timeout: float = 30.0) -> bytes:
-    """Send a request piece by piece and return what the server answered (it may answer early)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(head)
-        try:
-            for chunk in body_chunks:
-                sock.sendall(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server refused the body and closed the connection: what we want to see
-        answer = b""
-        try:
-            while b"\r\n\r\n" not in answer:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                answer += data
-        except ConnectionResetError:
-            pass
-        return answer
-
-
 def test_real_server_refuses_huge_uploads_without_reading_them(tiny_model: Path, tmp_path: Path,
                                                                voices: dict[str, Path]):
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "edge", "serve", "--port", str(port), "--model", str(tiny_model),
          "--feedback-dir", str(tmp_path / "fb"), "--max-upload-mb", "1"],
@@ -517,7 +423,7 @@ def test_real_server_refuses_huge_uploads_without_reading_them(tiny_model: Path,
         # Declares 2 GB: refused from the headers alone.
         head = (f"POST /predict?filename=x.wav HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/wav\r\n"
                 f"Content-Length: {2 * 1024 ** 3}\r\n\r\n").encode()
-        answer = _raw_request(port, head, [b"RIFF" + bytes(65532)])
+        answer = raw_request(port, head, [b"RIFF" + bytes(65532)])
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
 
         # Chunked, no length: refused once 1 MB has streamed in, long before the 2 GB the client would send.
@@ -534,7 +440,7 @@ def test_real_server_refuses_huge_uploads_without_reading_them(tiny_model: Path,
 
         psutil = pytest.importorskip("psutil")
         rss_before = psutil.Process(process.pid).memory_info().rss
-        answer = _raw_request(port, head, endless())
+        answer = raw_request(port, head, endless())
         rss_after = psutil.Process(process.pid).memory_info().rss
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         # The server closed the connection: the client could push only socket buffers past the 1 MB limit,

@@ -1,318 +1,112 @@
-"""``gvd serve``: the HTTP API and the web page (the ``[serve]`` extra: fastapi, uvicorn, python-multipart).
+"""``gvd serve``: the HTTP API (the ``[serve]`` extra: fastapi, uvicorn, python-multipart).
 
-Endpoints::
+Endpoints (errors are always ``{"error": <machine word>, "message": <sentence>}``)::
 
-    GET  /          the web page (upload or record, result, timeline, correction)
-    POST /predict   multipart upload of an audio file -> Prediction.to_dict() + prediction_id
-    POST /feedback  {"prediction_id", "correct_label"} (JSON), or an upload + correct_label (multipart)
-    GET  /feedback  feedback counters and the retraining state
-    GET  /health    status, model, uptime, version
-    GET  /models    the shipped models, their metrics, which one is loaded
+    POST /predict?model=NAME   multipart field ``file`` -> Prediction.to_dict() + prediction_id
+    POST /feedback             {"prediction_id", "correct_label", "consent": true} (JSON)
+    GET  /feedback             counters and the retraining state (?details=1: runs, admin only)
+    GET  /health               status, default model, queue, whether retraining is available
+    GET  /models               [{"name", "cell", "kind", "default", "loaded", "metrics"}]
+    GET  /models/history       promotions, refusals and rollbacks (admin only)
 
-Uploads are streamed to a temporary file and refused with 413 as soon as they pass the limit, so a
-huge body never sits in memory or fills the disk. The model is loaded once, when the app is created.
-This module imports only click, numpy and edge at import time; FastAPI is imported when the app is built.
+The pages (``/``) are installed by :mod:`edge.serve.pages`. This module imports only click and edge
+at import time; FastAPI is imported when the app is built.
 """
 
 from __future__ import annotations
 
-import os
-import threading
+import json
+import logging
 import time
 import uuid
-from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from .. import __version__
 from ..audio import AUDIO_EXTENSIONS
-from ..errors import AudioError, GvdError, MissingExtraError, ModelError, UnsupportedFormatError, require
-from .feedback import (
-    DEFAULT_RETRAIN_COMMAND,
-    DuplicateFeedbackError,
-    FeedbackError,
-    FeedbackStore,
-    InvalidFeedbackError,
-    RecentPrediction,
-    RecentPredictions,
-    Retrainer,
-    RetrainOptions,
-    UnknownPredictionError,
-    check_label,
-    check_prediction_id,
-    safe_suffix,
-)
+from ..errors import GvdError, require
+from .errors import ApiError, from_runtime, status_word
+from .jobs import DEFAULT_RETRAIN_COMMAND
+from .promotion import load_holdout
+from .recent import RecentPrediction
+from .security import GuardMiddleware, is_loopback
+from .services import (ServeOptions, Services, build_services, default_data_dir, default_feedback_dir,  # noqa: F401
+                       feedback_summary, retraining_state)
+from .store import check_label, check_prediction_id
+from .uploads import receive_upload, sniff_suffix
+from .work import ClientGone
+from .worker import predict_file
 
-MB = 1024 * 1024
-_FORM_OVERHEAD = 64 * 1024  # multipart headers, boundaries and small fields on top of the file itself
-_MAX_FIELD_BYTES = 64 * 1024
-# MediaRecorder and curl name their uploads by type; map the type when the file name has no extension.
-_TYPE_SUFFIX = {
-    "audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav", "audio/vnd.wave": ".wav",
-    "audio/flac": ".flac", "audio/x-flac": ".flac", "audio/ogg": ".ogg", "audio/opus": ".opus",
-    "audio/webm": ".webm", "video/webm": ".webm", "audio/mp4": ".m4a", "audio/x-m4a": ".m4a",
-    "audio/aac": ".aac", "audio/mpeg": ".mp3", "audio/mp3": ".mp3", "video/mp4": ".mp4",
-}
-
-
-def default_feedback_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "gvd" / "feedback"
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    model: str | None = None  # shipped name, path to .onnx, or None for the manifest default
-    feedback_dir: str | os.PathLike = field(default_factory=default_feedback_dir)
-    max_upload_mb: float = 20.0
-    retrain_threshold: int = 20
-    retrain_command: str = DEFAULT_RETRAIN_COMMAND
-    retrain_cwd: str | None = None  # working folder of the retraining command (default: the server's)
-    threads: int = 1  # onnxruntime intra-op threads
-    recent_items: int = 100  # uploads kept for feedback: the last N ...
-    recent_seconds: float = 3600.0  # ... and at most this old
-
-    def __post_init__(self) -> None:
-        if self.max_upload_mb <= 0:
-            raise ValueError("max_upload_mb must be positive")
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * MB)
-
-
-class UploadTooLargeError(GvdError):
-    """The request body passed the upload limit."""
-
-
-class BadUploadError(GvdError):
-    """The request is not a usable upload (wrong content type, no file part, malformed form)."""
-
-
-@dataclass
-class Upload:
-    path: Path | None  # the received file, inside the recent-predictions folder
-    filename: str
-    suffix: str
-    fields: dict[str, str]
-
-
-def _status_for(exc: BaseException) -> int:
-    """HTTP status of an error raised on purpose; the order matters (subclasses first)."""
-    for kind, status in (
-        (UploadTooLargeError, 413), (UnsupportedFormatError, 415), (MissingExtraError, 415),
-        (DuplicateFeedbackError, 409), (UnknownPredictionError, 404), (InvalidFeedbackError, 422),
-        (BadUploadError, 400), (AudioError, 422), (FeedbackError, 422), (ModelError, 500),
-    ):
-        if isinstance(exc, kind):
-            return status
-    return 500
-
-
-def sniff_suffix(path: Path) -> str | None:
-    """The extension of a container recognised by its first bytes (for uploads without a usable name)."""
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    signatures = ((b"RIFF", ".wav"), (b"fLaC", ".flac"), (b"OggS", ".ogg"), (b"\x1aE\xdf\xa3", ".webm"),
-                  (b"ID3", ".mp3"), (b"FORM", ".aiff"), (b"caff", ".caf"))
-    for magic, suffix in signatures:
-        if head.startswith(magic):
-            return suffix
-    if head[4:8] == b"ftyp":
-        return ".m4a"
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
-        return ".mp3"
-    return None
-
-
-def _jsonable(value: Any) -> Any:
-    """numpy scalars and arrays to plain JSON values (Prediction.to_dict() should already be plain)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _multipart_module():
-    try:
-        return require("python_multipart.multipart", "serve", "gvd serve")
-    except MissingExtraError:  # python-multipart < 0.0.13 installs itself as 'multipart'
-        return require("multipart.multipart", "serve", "gvd serve")
-
-
-async def receive_upload(request, limit: int, recent: RecentPredictions) -> Upload:
-    """Stream the request body to a file in ``recent``'s folder, refusing it once it passes ``limit``.
-
-    Accepts ``multipart/form-data`` (one file part plus small text fields) or a raw ``audio/*`` /
-    ``application/octet-stream`` body (name it with ``?filename=clip.m4a``).
-    """
-    content_type = request.headers.get("content-type", "")
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit + _FORM_OVERHEAD:
-        raise UploadTooLargeError(f"the upload is {int(declared) / MB:.1f} MB; the limit is {limit / MB:g} MB")
-    if media_type == "multipart/form-data":
-        return await _receive_multipart(request, content_type, limit, recent)
-    if media_type.startswith(("audio/", "video/")) or media_type == "application/octet-stream":
-        filename = request.query_params.get("filename") or "upload"
-        suffix = safe_suffix(filename, _TYPE_SUFFIX.get(media_type, ".bin"))
-        path = recent.new_path(suffix)
-        size = 0
-        try:
-            with open(path, "wb") as out:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        raise UploadTooLargeError(f"the upload passed the {limit / MB:g} MB limit")
-                    out.write(chunk)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return Upload(path, filename, suffix, dict(request.query_params))
-    raise BadUploadError(
-        f"send the audio as multipart/form-data (a 'file' field) or as an audio/* body, not {media_type or 'no content type'!r}")
-
-
-async def _receive_multipart(request, content_type: str, limit: int, recent: RecentPredictions) -> Upload:
-    multipart = _multipart_module()
-    _, params = multipart.parse_options_header(content_type)
-    boundary = params.get(b"boundary")
-    if not boundary:
-        raise BadUploadError("the multipart body has no boundary")
-
-    state: dict[str, Any] = {"path": None, "out": None, "filename": "", "suffix": ".bin", "size": 0,
-                             "fields": {}, "name": None, "header_name": b"", "header_value": b"",
-                             "headers": {}, "text": bytearray()}
-
-    def on_part_begin() -> None:
-        state.update(headers={}, name=None, text=bytearray())
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["header_name"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["header_value"] += data[start:end]
-
-    def on_header_end() -> None:
-        state["headers"][state["header_name"].lower()] = state["header_value"]
-        state.update(header_name=b"", header_value=b"")
-
-    def on_headers_finished() -> None:
-        _, options = multipart.parse_options_header(state["headers"].get(b"content-disposition", b""))
-        name = options.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" in options:
-            if state["path"] is not None:
-                raise BadUploadError("send one audio file per request")
-            filename = options[b"filename"].decode("utf-8", "replace")
-            part_type = state["headers"].get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
-            suffix = safe_suffix(filename, _TYPE_SUFFIX.get(part_type, ".bin"))
-            state.update(filename=filename, suffix=suffix, name=None)
-            state["path"] = recent.new_path(suffix)
-            state["out"] = open(state["path"], "wb")
-        else:
-            state["name"] = name
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        chunk = data[start:end]
-        if state["name"] is None and state["out"] is not None:
-            state["size"] += len(chunk)
-            if state["size"] > limit:
-                raise UploadTooLargeError(f"the upload passed the {limit / MB:g} MB limit")
-            state["out"].write(chunk)
-        else:
-            state["text"] += chunk
-            if len(state["text"]) > _MAX_FIELD_BYTES:
-                raise BadUploadError("a form field is too long")
-
-    def on_part_end() -> None:
-        if state["name"] is not None:
-            state["fields"][state["name"]] = state["text"].decode("utf-8", "replace")
-        elif state["out"] is not None and not state["out"].closed:
-            state["out"].close()
-
-    callbacks = {"on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_part_end": on_part_end,
-                 "on_header_field": on_header_field, "on_header_value": on_header_value,
-                 "on_header_end": on_header_end, "on_headers_finished": on_headers_finished}
-    total = 0
-    try:
-        parser = multipart.MultipartParser(boundary, callbacks)
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit + _FORM_OVERHEAD:
-                raise UploadTooLargeError(f"the upload passed the {limit / MB:g} MB limit")
-            parser.write(chunk)
-        parser.finalize()
-    except GvdError:
-        _drop(state)
-        raise
-    except Exception as exc:
-        _drop(state)
-        if exc.__class__.__name__ == "ClientDisconnect":
-            raise
-        raise BadUploadError(f"malformed multipart body: {exc}") from exc
-    finally:
-        if state["out"] is not None and not state["out"].closed:
-            state["out"].close()
-    return Upload(state["path"], state["filename"], state["suffix"], state["fields"])
-
-
-def _drop(state: dict[str, Any]) -> None:
-    if state["out"] is not None:
-        state["out"].close()
-    if state["path"] is not None:
-        Path(state["path"]).unlink(missing_ok=True)
-
-
-def _page() -> str:
-    return resources.files("edge.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+log = logging.getLogger("gvd.serve")
+FEEDBACK_FIELDS = ("prediction_id", "correct_label", "consent")
 
 
 def create_app(options: ServeOptions | None = None, detector: Any = None):
-    """Build the FastAPI app; loads the model now (or uses ``detector``) so errors show before serving."""
+    """Build the FastAPI app; loads the model and sweeps the store now, so errors show before serving."""
     options = options or ServeOptions()
     fastapi = require("fastapi", "serve", "gvd serve")
-    _multipart_module()
+    require("python_multipart", "serve", "gvd serve")
     from contextlib import asynccontextmanager
 
-    from fastapi import Request
-    from fastapi.responses import HTMLResponse, JSONResponse
-    from starlette.concurrency import run_in_threadpool
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
 
-    if detector is None:
-        from ..detector import Detector
+    services, folder_lock = build_services(options, detector)
 
-        detector = Detector(options.model, threads=options.threads)
-    store = FeedbackStore(options.feedback_dir)
-    retrainer = Retrainer(store, RetrainOptions(threshold=options.retrain_threshold,
-                                                command=options.retrain_command, cwd=options.retrain_cwd))
-    recent = RecentPredictions(max_items=options.recent_items, max_age_seconds=options.recent_seconds)
-    predict_lock = threading.Lock()  # one inference at a time: predictable latency on a small device
-    started = time.monotonic()
-    page = _page()
+    def render(exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @asynccontextmanager
     async def lifespan(app):
         try:
             yield
         finally:
-            recent.close()
+            services.close()
+            folder_lock.close()
 
-    app = fastapi.FastAPI(title="gvd", version=__version__, lifespan=lifespan,
-                          docs_url=None, redoc_url=None)  # the docs pages load scripts from a CDN
-    app.state.detector = detector
-    app.state.store = store
-    app.state.retrainer = retrainer
-    app.state.recent = recent
-    app.state.options = options
+    app = fastapi.FastAPI(title="gvd", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.services = services
+    if options.allow_origins:  # pages on the allowed origins may read the answers too (CORS)
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(options.allow_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type", "Authorization"])
+    app.add_middleware(GuardMiddleware, policy=services.policy, render=render)  # outermost: checked first
+
+    @app.exception_handler(ApiError)
+    async def api_error(request, exc: ApiError):
+        return render(exc)
+
+    @app.exception_handler(GvdError)
+    async def runtime_error(request, exc: GvdError):
+        return render(from_runtime(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, exc: HTTPException):
+        return render(ApiError(exc.status_code, status_word(exc.status_code), str(exc.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, exc: RequestValidationError):
+        return render(ApiError(422, "invalid_request", "the request does not match the API"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request, exc: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        return render(ApiError(500, "internal_error", "the server failed on this request; see its log"))
+
+    install_routes(app, services, Request, JSONResponse)
+    from .pages import install_pages
+
+    install_pages(app, options)
+    return app
+
+
+def install_routes(app, services: Services, Request, JSONResponse) -> None:
+    options, pool, recent, queue = services.options, services.pool, services.recent, services.queue
 
     def takes_request(endpoint):
         # With postponed annotations FastAPI would look 'Request' up in this module's globals, where
@@ -320,24 +114,8 @@ def create_app(options: ServeOptions | None = None, detector: Any = None):
         endpoint.__annotations__["request"] = Request
         return endpoint
 
-    @app.exception_handler(GvdError)
-    async def gvd_error(request, exc: GvdError):
-        status = _status_for(exc)
-        # After a refused upload the rest of the body is still coming: close the connection instead
-        # of letting the server read and discard it.
-        headers = {"Connection": "close"} if status == 413 else None
-        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status, headers=headers)
-
-    def predict_file(path: Path) -> dict[str, Any]:
-        with predict_lock:
-            result = _jsonable(detector.predict(path).to_dict())
-        result.pop("path", None)  # the server's temporary file: meaningless to the client
-        return result
-
-    async def predict_upload(upload: Upload) -> tuple[str, dict[str, Any]]:
-        """Run the model on a received file; keep the audio for feedback, or delete it on failure."""
-        if upload.path is None:
-            raise BadUploadError("no audio file in the request: send it in a form field named 'file'")
+    async def predict_upload(request, name: str) -> tuple[str, dict[str, Any]]:
+        upload = await receive_upload(request, options.max_upload_bytes, recent.new_path)
         try:
             if upload.suffix not in AUDIO_EXTENSIONS:  # name it by its content, for the decoder and for training
                 sniffed = sniff_suffix(upload.path)
@@ -345,157 +123,196 @@ def create_app(options: ServeOptions | None = None, detector: Any = None):
                     renamed = upload.path.with_suffix(sniffed)
                     upload.path.rename(renamed)
                     upload.path, upload.suffix = renamed, sniffed
-            result = await run_in_threadpool(predict_file, upload.path)
-        except AudioError as exc:
+            pool.mark_used(name)
+            result = await queue.run(request.is_disconnected, predict_file, pool.source(name), options.threads,
+                                     str(upload.path), options.max_audio_seconds)
+        except ApiError as exc:
             upload.path.unlink(missing_ok=True)
-            # Speak of the user's file, not of the server's temporary copy.
-            shown = upload.filename or "the upload"
-            exc.args = tuple(str(a).replace(str(upload.path), shown).replace(upload.path.name, shown)
-                             for a in exc.args)
+            shown = upload.filename or "the upload"  # the user's file, not the server's copy
+            exc.message = exc.message.replace(str(upload.path), shown).replace(upload.path.name, shown)
             raise
+        except ClientGone:
+            upload.path.unlink(missing_ok=True)
+            raise ApiError(499, "client_closed_request", "the client went away before the answer") from None
         except BaseException:
             upload.path.unlink(missing_ok=True)
             raise
         prediction_id = uuid.uuid4().hex
-        recent.add(RecentPrediction(prediction_id, upload.path, upload.suffix, str(result.get("label")),
-                                    result.get("p_female"), str(result.get("model") or detector.name)))
+        client = request.client.host if request.client else "unknown"
+        item = RecentPrediction(prediction_id, upload.path, str(result.get("label")), result.get("p_female"),
+                                str(result.get("model") or name), bool(result.get("mixed")), client,
+                                upload.path.stat().st_size)
+        if not _teachable(item):  # it can never be stored: keep what answers a correction, not the audio
+            upload.path.unlink(missing_ok=True)
+            item.size = 0
+        recent.add(item)
         return prediction_id, result
-
-    def feedback_summary() -> dict[str, Any]:
-        state = retrainer.state()
-        return {"rows": state["rows"], "corrections_pending": state["corrections_pending"],
-                "threshold": state["threshold"], "retrain_status": state.get("status"),
-                "retrain_runs": state.get("runs", 0), "last_retrain": state.get("last")}
-
-    def store_feedback(item: RecentPrediction, correct_label: str) -> dict[str, Any]:
-        if item.predicted_label not in ("female", "male"):
-            raise InvalidFeedbackError(
-                "no speech was found in this recording, so it cannot teach the model; record a longer clip")
-        record = store.add(item.audio, prediction_id=item.prediction_id, predicted_label=item.predicted_label,
-                           p_female=item.p_female, correct_label=correct_label, model=item.model,
-                           suffix=item.suffix)
-        started_run = retrainer.maybe_start()
-        return {"stored": record.to_dict(), "retrain_started": started_run, "feedback": feedback_summary()}
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index():
-        return HTMLResponse(page)
 
     @app.post("/predict")
     @takes_request
     async def predict(request):
-        """Upload an audio file (multipart field ``file``); returns the prediction and its id for feedback."""
-        upload = await receive_upload(request, options.max_upload_bytes, recent)
-        prediction_id, result = await predict_upload(upload)
-        return JSONResponse({**result, "prediction_id": prediction_id, "filename": upload.filename})
+        """Upload an audio file (multipart field ``file``); ``?model=`` one of ``GET /models``."""
+        name = pool.resolve(request.query_params.get("model"))
+        queue.check_room()
+        prediction_id, result = await predict_upload(request, name)
+        return JSONResponse({**result, "prediction_id": prediction_id})
 
     @app.post("/feedback")
     @takes_request
     async def feedback(request):
-        """Correct a prediction: JSON {prediction_id, correct_label}, or a multipart upload + correct_label."""
-        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if media_type == "application/json":
-            try:
-                body = await request.json()
-            except ValueError as exc:
-                raise InvalidFeedbackError(f"the body is not valid JSON: {exc}") from exc
-            if not isinstance(body, dict):
-                raise InvalidFeedbackError("send a JSON object {\"prediction_id\": ..., \"correct_label\": ...}")
-            label = check_label(body.get("correct_label", ""))
-            item = recent.take(check_prediction_id(body.get("prediction_id")))
-            created = False
-        else:
-            upload = await receive_upload(request, options.max_upload_bytes, recent)
-            try:
-                label = check_label(upload.fields.get("correct_label", ""))
-            except InvalidFeedbackError:
-                if upload.path is not None:
-                    upload.path.unlink(missing_ok=True)
-                raise
-            prediction_id, _ = await predict_upload(upload)
-            item = recent.take(prediction_id)
-            created = True
+        """Record the right label of a recent prediction, with the user's consent to keep its audio."""
+        body = await _feedback_body(request)
+        prediction_id = check_prediction_id(body.get("prediction_id"))
+        label = check_label(body.get("correct_label"))
+        client = request.client.host if request.client else "unknown"
+        services.rate.check(client)
+        item = recent.take(prediction_id)
         try:
-            answer = await run_in_threadpool(store_feedback, item, label)
-        except DuplicateFeedbackError:
-            recent.discard(item)
-            raise
+            _check_teachable(item)
+            from starlette.concurrency import run_in_threadpool
+
+            record = await run_in_threadpool(
+                lambda: services.store.add(item.audio, prediction_id=item.prediction_id,
+                                           predicted_label=item.predicted_label, p_female=item.p_female,
+                                           correct_label=label, model=item.model, client=client, move=True))
         except BaseException:
-            if created:
-                recent.discard(item)
-            else:
-                recent.give_back(item)  # nothing was stored: the user may try again
+            recent.give_back(item)  # nothing was stored: the user may try again
             raise
-        recent.discard(item)  # the stored copy lives in the feedback folder now
-        answer["prediction_id"] = item.prediction_id
-        answer["predicted_label"] = item.predicted_label
-        return JSONResponse(answer)
+        started = services.jobs.maybe_start()
+        stored = {k: v for k, v in record.to_dict().items() if k != "file"}
+        return JSONResponse({"prediction_id": prediction_id, "stored": stored, "retrain_started": started,
+                             "feedback": feedback_summary(services)})
 
     @app.get("/feedback")
-    async def feedback_state():
-        """Feedback counters and the state of the retraining trigger."""
-        return JSONResponse(await run_in_threadpool(feedback_summary))
+    @takes_request
+    async def feedback_state(request):
+        """Counters and the retraining state; ``?details=1`` adds the runs (admin only)."""
+        answer = feedback_summary(services)
+        if request.query_params.get("details"):
+            _admin(services, request)
+            answer["runs"] = [run.admin() for run in services.jobs.runs()]
+        return JSONResponse(answer)
 
     @app.get("/health")
     async def health():
-        metadata = getattr(detector, "metadata", None)
+        default = pool.resolve(None)
+        metadata = pool.metadata(default)
         return JSONResponse({
-            "status": "ok",
-            "model": detector.name,
-            "model_version": getattr(metadata, "model_version", None),
-            "cell": getattr(metadata, "cell", None),
-            "uptime_seconds": round(time.monotonic() - started, 3),
-            "version": __version__,
-            "max_upload_mb": options.max_upload_mb,
+            "status": "ok", "model": default, "model_version": getattr(metadata, "model_version", None),
+            "cell": getattr(metadata, "cell", None), "uptime_seconds": round(time.monotonic() - services.started, 3),
+            "version": __version__, "max_upload_mb": options.max_upload_mb,
+            "max_audio_seconds": options.max_audio_seconds,
+            "queue": {"pending": queue.pending, "capacity": queue.capacity, "refused": queue.refused},
+            "retraining": retraining_state(services),
         })
 
     @app.get("/models")
     async def models():
-        from ..model import list_models
+        return JSONResponse(pool.entries())
 
-        try:
-            entries = [{k: v for k, v in entry.items() if k != "path"} for entry in list_models()]
-            problem = None
-        except (ModelError, OSError) as exc:
-            entries, problem = [], str(exc)
-        for entry in entries:
-            entry["loaded"] = entry.get("name") == detector.name
-        answer: dict[str, Any] = {"loaded": detector.name, "models": _jsonable(entries)}
-        if problem:
-            answer["error"] = problem
-        return JSONResponse(answer)
+    @app.get("/models/history")
+    @takes_request
+    async def models_history(request):
+        _admin(services, request)
+        return JSONResponse(services.registry.history())
 
-    return app
+
+async def _feedback_body(request) -> dict[str, Any]:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(415, "json_required", 'send the correction as JSON: {"prediction_id": ..., '
+                       '"correct_label": "female"|"male", "consent": true}')
+    try:
+        body = json.loads(await request.body())
+    except ValueError as exc:
+        raise ApiError(422, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_json", "send a JSON object")
+    unknown = sorted(set(body) - set(FEEDBACK_FIELDS))
+    if unknown:
+        raise ApiError(422, "unknown_fields", f"unknown fields {unknown}; the fields are {list(FEEDBACK_FIELDS)}",
+                       fields=unknown)
+    if body.get("consent") is not True:
+        raise ApiError(422, "consent_required", "the recording is kept for training only with the user's consent: "
+                       'send "consent": true once the user agreed; nothing was stored')
+    return body
+
+
+def _teachable(item: RecentPrediction) -> bool:
+    return not item.mixed and item.predicted_label in ("female", "male")
+
+
+def _check_teachable(item: RecentPrediction) -> None:
+    if item.mixed:
+        raise ApiError(422, "mixed_clip", "the windows of this recording disagree (two voices?), so one label "
+                       "cannot describe it; record one speaker at a time")
+    if item.predicted_label not in ("female", "male"):
+        raise ApiError(422, "no_speech", "no speech was found in this recording, so it cannot teach the model; "
+                       "record a longer clip")
+
+
+def _admin(services: Services, request) -> None:
+    services.policy.check_admin(request.headers.get("authorization"),
+                                request.client.host if request.client else None)
 
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind. The API has no authentication: keep localhost unless you trust the network.")
+              help="Address to bind. Beyond localhost, set --admin-token and see docs/serving.md.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--model", default=None, help="Shipped model name (gru, lstm, rnn, ...) or path to an .onnx file.")
 @click.option("--feedback-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where corrections are stored (a <label>/ training corpus + feedback.csv). "
-                   "[default: $XDG_DATA_HOME/gvd/feedback]")
-@click.option("--max-upload-mb", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Refuse larger uploads with 413.")
+              help="Where corrections are stored. [default: $XDG_DATA_HOME/gvd/feedback]")
+@click.option("--registry", "registry_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Promoted model versions. [default: next to the feedback folder]")
+@click.option("--holdout", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Held-out CSV (file,label,corpus,speaker): a retrained model is promoted only if not worse on it.")
+@click.option("--max-upload-mb", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--max-audio-seconds", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Longer recordings are refused (422) before any model work.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Inference worker processes.")
+@click.option("--queue", default=8, show_default=True, type=click.IntRange(min=0),
+              help="Requests that may wait for a worker; more are refused with 503 + Retry-After.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="onnxruntime threads.")
+@click.option("--feedback-max-mb", default=1024.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--feedback-max-rows", default=100_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--corrections-per-minute", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Per client address.")
 @click.option("--retrain-threshold", default=20, show_default=True, type=click.IntRange(min=1),
               help="Corrections since the last retraining that start a new one.")
 @click.option("--retrain-command", default=DEFAULT_RETRAIN_COMMAND, show_default=True,
-              help="Shell command run in the background; placeholders {gvd} {python} {feedback_dir} {out} {timestamp}.")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="onnxruntime threads.")
-def serve(host: str, port: int, model: str | None, feedback_dir: Path | None, max_upload_mb: float,
-          retrain_threshold: int, retrain_command: str, threads: int) -> None:
-    """HTTP API (/predict, /feedback, /health, /models) and a web page to try the model."""
+              help="Shell command run in the background; placeholders {gvd} {python} {feedback_dir} {out} {run}.")
+@click.option("--allow-origin", "allow_origins", multiple=True,
+              help="Another origin (scheme://host[:port]) whose pages may post to this server. Repeatable.")
+@click.option("--allow-host", "allow_hosts", multiple=True,
+              help="Another Host name this server answers to (e.g. the reverse proxy's name). Repeatable.")
+@click.option("--admin-token", envvar="GVD_ADMIN_TOKEN", default=None,
+              help="Bearer token for admin requests (at least 16 characters). [env: GVD_ADMIN_TOKEN]")
+def serve(host: str, port: int, model: str | None, feedback_dir: Path | None, registry_dir: Path | None,
+          holdout: Path | None, max_upload_mb: float, max_audio_seconds: float, workers: int, queue: int, threads: int,
+          feedback_max_mb: float, feedback_max_rows: int, corrections_per_minute: int, retrain_threshold: int,
+          retrain_command: str, allow_origins: tuple[str, ...], allow_hosts: tuple[str, ...],
+          admin_token: str | None) -> None:
+    """HTTP API (/predict, /feedback, /health, /models) and the kiosk page."""
+    logging.basicConfig(level=logging.INFO, format="gvd serve: %(message)s")
     try:
         uvicorn = require("uvicorn", "serve", "gvd serve")
-        options = ServeOptions(model=model, feedback_dir=feedback_dir or default_feedback_dir(),
-                               max_upload_mb=max_upload_mb, retrain_threshold=retrain_threshold,
-                               retrain_command=retrain_command, threads=threads)
+        options = ServeOptions(
+            model=model, feedback_dir=feedback_dir or default_feedback_dir(), registry_dir=registry_dir,
+            holdout=holdout, max_upload_mb=max_upload_mb, max_audio_seconds=max_audio_seconds, workers=workers,
+            queue=queue, worker_processes=True, threads=threads, feedback_max_mb=feedback_max_mb,
+            feedback_max_rows=feedback_max_rows,
+            corrections_per_minute=corrections_per_minute, retrain_threshold=retrain_threshold,
+            retrain_command=retrain_command, host=host, allow_origins=allow_origins, allow_hosts=allow_hosts,
+            admin_token=admin_token)
+        if holdout is not None:
+            load_holdout(holdout)  # a broken held-out set stops the start, not the first promotion
         app = create_app(options)
     except (GvdError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo(f"warning: binding {host}: anyone who can reach this port can upload audio and "
-                   "add training data (no authentication)", err=True)
-    click.echo(f"gvd serve: model {app.state.detector.name}, feedback in {app.state.store.root}", err=True)
+    if not is_loopback(host) and not admin_token:
+        click.echo(f"warning: binding {host} without --admin-token: admin requests are refused", err=True)
+    services: Services = app.state.services
+    click.echo(f"gvd serve: model {services.pool.default_name}, retraining "
+               f"{'armed' if services.jobs.availability.available else 'OFF'}", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info")
