@@ -21,7 +21,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from .feedback import (
     check_prediction_id,
     safe_suffix,
 )
+from .pages import install_pages
 
 MB = 1024 * 1024
 _FORM_OVERHEAD = 64 * 1024  # multipart headers, boundaries and small fields on top of the file itself
@@ -272,10 +272,6 @@ def _drop(state: dict[str, Any]) -> None:
         Path(state["path"]).unlink(missing_ok=True)
 
 
-def _page() -> str:
-    return resources.files("edge.serve").joinpath("static/index.html").read_text(encoding="utf-8")
-
-
 def create_app(options: ServeOptions | None = None, detector: Any = None):
     """Build the FastAPI app; loads the model now (or uses ``detector``) so errors show before serving."""
     options = options or ServeOptions()
@@ -284,7 +280,7 @@ def create_app(options: ServeOptions | None = None, detector: Any = None):
     from contextlib import asynccontextmanager
 
     from fastapi import Request
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
 
     if detector is None:
@@ -297,7 +293,6 @@ def create_app(options: ServeOptions | None = None, detector: Any = None):
     recent = RecentPredictions(max_items=options.recent_items, max_age_seconds=options.recent_seconds)
     predict_lock = threading.Lock()  # one inference at a time: predictable latency on a small device
     started = time.monotonic()
-    page = _page()
 
     @asynccontextmanager
     async def lifespan(app):
@@ -376,10 +371,6 @@ def create_app(options: ServeOptions | None = None, detector: Any = None):
                            suffix=item.suffix)
         started_run = retrainer.maybe_start()
         return {"stored": record.to_dict(), "retrain_started": started_run, "feedback": feedback_summary()}
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index():
-        return HTMLResponse(page)
 
     @app.post("/predict")
     @takes_request
@@ -465,6 +456,7 @@ def create_app(options: ServeOptions | None = None, detector: Any = None):
             answer["error"] = problem
         return JSONResponse(answer)
 
+    install_pages(app, options)
     return app
 
 
