@@ -15,10 +15,12 @@ let defaultModel = "";
 let maxUploadBytes = null;
 let idleTimer = null;
 let pending = 0;         // requests to /predict on their way
+let starting = false;    // waiting for the microphone: a second press must not open it twice
 
 const recorder = new LimitedRecorder(maxRecordSeconds, showCountdown, (blob, name) => {
   showRecording(false);
-  analyse(blob, name);
+  if (blob.size === 0) showError(t("reason_too_short")); // stopped before any audio arrived
+  else analyse(blob, name);
 });
 
 function show(element, on) { element.hidden = !on; }
@@ -174,18 +176,21 @@ async function toggleRecording() {
     recorder.stop();
     return;
   }
+  if (starting) return;
   clearResult();
   if (!canRecord()) {
     showError(t(window.isSecureContext ? "error_mic_unavailable" : "error_mic_insecure"));
     return;
   }
+  starting = true;
   try {
     await recorder.start();
+    showRecording(true);
   } catch (error) {
     showError(t("error_mic_unavailable"));
-    return;
+  } finally {
+    starting = false;
   }
-  showRecording(true);
 }
 
 function chooseFile(file) {
