@@ -201,6 +201,34 @@ def test_a_new_recording_or_a_refused_file_withdraws_the_result_and_its_feedback
     assert page.title() == EN["page_title"]
 
 
+def test_no_speech_says_why_and_offers_no_feedback(server, open_page, tmp_path):
+    page = open_page(server.url + "/kiosk")
+    upload(page, SAMPLES / "room_noise_16k.flac")
+    assert wait_result(page) == EN["label_no_speech"]
+    assert page.locator("#reason").inner_text() == EN["reason_silence"]
+    assert page.locator("#feedback").is_hidden() and page.locator("#timeline-block").is_hidden()
+    short = tmp_path / "short.wav"
+    samples, rate = sf.read(SAMPLES / "female_16k.flac")
+    sf.write(short, samples[: int(0.3 * rate)], rate)
+    upload(page, short)
+    page.wait_for_function(f"document.getElementById('reason').textContent === {EN['reason_too_short']!r}")
+
+
+def test_a_file_over_the_limit_is_refused_before_uploading(tmp_path_factory, open_page):
+    small = ServerThread(KioskServeOptions(feedback_dir=tmp_path_factory.mktemp("feedback-small"),
+                                           max_upload_mb=0.01)).start()
+    try:
+        page = open_page(small.url + "/kiosk")
+        sent = []
+        page.on("request", lambda r: sent.append(r.url) if "/predict" in r.url else None)
+        page.set_input_files("#file", str(SAMPLES / "female_44k_stereo.flac"))  # far above 10 kB
+        page.wait_for_selector("#error:not([hidden])")
+        assert page.locator("#error").inner_text() == EN["error_upload_too_large"]
+        assert sent == []
+    finally:
+        small.stop()
+
+
 # --- feedback: consent first, single voice only --------------------------------------------------------
 
 def test_feedback_needs_consent_and_is_stored_once_given(server, open_page):
