@@ -145,6 +145,10 @@ def test_bad_kiosk_options_are_refused_at_start():
         PageOptions(default_language="fr")
     with pytest.raises(ValueError, match="kiosk_max_record_seconds"):
         PageOptions(max_record_seconds=0)
+    with pytest.raises(ValueError, match="frame_ancestors"):
+        PageOptions(frame_ancestors="'self'; script-src *")
+    allowed = "'self' https://signage.example:8443"
+    assert PageOptions(frame_ancestors=allowed).frame_ancestors == allowed
 
 
 # --- strings: one table per language, complete, used, nothing hard-coded ------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from string import Template
@@ -43,6 +44,10 @@ class PageOptions:
             raise ValueError("kiosk_idle_seconds must be 0 (never) or positive")
         if not (math.isfinite(self.max_record_seconds) and self.max_record_seconds > 0):
             raise ValueError("kiosk_max_record_seconds must be positive")
+        # Sources only: a ';' or a line break would let the setting rewrite the policy or the headers.
+        if not re.fullmatch(r"[A-Za-z0-9'*.:/_ -]+", self.frame_ancestors):
+            raise ValueError(f"frame_ancestors must be a CSP source list such as 'none' or https://host, "
+                             f"not {self.frame_ancestors!r}")
 
     @classmethod
     def from_options(cls, options: Any) -> PageOptions:
