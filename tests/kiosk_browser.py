@@ -84,7 +84,10 @@ def contrast_ratio(foreground: tuple[float, float, float], background: tuple[flo
 # compositing the background colours of it and its ancestors (the page has no images behind text).
 TEXT_COLOURS_JS = """
 () => {
-  const parse = (css) => { const m = css.match(/[\\d.]+/g).map(Number); return [m[0], m[1], m[2], m.length > 3 ? m[3] : 1]; };
+  const parse = (css) => {
+    const m = css.match(/[\\d.]+/g).map(Number);
+    return [m[0], m[1], m[2], m.length > 3 ? m[3] : 1];
+  };
   const over = (top, bottom) => [0, 1, 2].map((i) => top[i] * top[3] + bottom[i] * (1 - top[3]));
   const behind = (element) => {
     const layers = [];
@@ -116,6 +119,20 @@ CONTROL_NAMES_JS = """
   .map((e) => ({ id: e.id || e.tagName, name: (e.getAttribute("aria-label")
      || (e.labels && e.labels.length ? [...e.labels].map((l) => l.textContent).join(" ") : "")
      || e.textContent).trim() }))
+"""
+
+# The page's cards that leave its margins, and "label" if the answer word leaves its card.
+OUTSIDE_MARGINS_JS = """
+() => {
+  const inside = (element, box) => {
+    const r = element.getBoundingClientRect(), b = box.getBoundingClientRect(), s = getComputedStyle(box);
+    return r.left >= b.left + parseFloat(s.paddingLeft) - 1 && r.right <= b.right - parseFloat(s.paddingRight) + 1;
+  };
+  const main = document.querySelector("main");
+  const cards = [...main.children].filter((e) => e.getClientRects().length && !inside(e, main));
+  const word = inside(document.getElementById("label"), document.getElementById("result")) ? [] : ["label"];
+  return cards.map((e) => e.id || e.className).concat(word);
+}
 """
 
 FOCUS_STYLE_JS = """

@@ -27,6 +27,7 @@ from kiosk_browser import (  # noqa: E402
     CHROMIUM_FLAGS,
     CONTROL_NAMES_JS,
     FOCUS_STYLE_JS,
+    OUTSIDE_MARGINS_JS,
     TEXT_COLOURS_JS,
     KioskServeOptions,
     ServerThread,
@@ -392,14 +393,7 @@ def test_kiosk_layouts(server, open_page, shots, layout, language):
     wait_result(page)
     assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing wider than the screen
     # Nor wider than the column: every card inside the page's margins, the answer inside its card.
-    outside = page.evaluate("""() => {
-      const inside = (e, box) => { const r = e.getBoundingClientRect(), s = getComputedStyle(box), b = box.getBoundingClientRect();
-        return r.left >= b.left + parseFloat(s.paddingLeft) - 1 && r.right <= b.right - parseFloat(s.paddingRight) + 1; };
-      const main = document.querySelector("main");
-      const cards = [...main.children].filter((e) => e.getClientRects().length && !inside(e, main));
-      const word = document.getElementById("label");
-      return cards.map((e) => e.id || e.className).concat(inside(word, document.getElementById("result")) ? [] : ["label"]);
-    }""")
+    outside = page.evaluate(OUTSIDE_MARGINS_JS)
     assert outside == []
     word = page.locator("#label")
     size = float(word.evaluate("e => parseFloat(getComputedStyle(e).fontSize)"))

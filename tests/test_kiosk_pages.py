@@ -18,7 +18,6 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
-
 from kiosk_browser import KioskServeOptions  # noqa: E402
 
 from edge.serve.app import create_app  # noqa: E402

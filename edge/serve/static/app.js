@@ -255,7 +255,10 @@ function markLanguage() {
 }
 
 async function main() {
-  if (view === "kiosk" && !sessionStorage.getItem("gvd-kiosk-start")) sessionStorage.setItem("gvd-kiosk-start", location.href);
+  // The address the kiosk was started with: where the idle reset returns (its language included).
+  if (view === "kiosk" && !sessionStorage.getItem("gvd-kiosk-start")) {
+    sessionStorage.setItem("gvd-kiosk-start", location.href);
+  }
   markLanguage();
   $("countdown").max = maxRecordSeconds;
   await loadStrings();

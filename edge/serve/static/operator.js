@@ -55,8 +55,9 @@ async function refreshHealth() {
 async function refreshFeedback() {
   try {
     const f = await call("feedback");
-    $("feedback-counts").textContent = t("feedback_counts", { rows: f.rows, pending: f.corrections_pending,
-                                                              threshold: f.threshold, retrain: f.retrain_status || "—" });
+    $("feedback-counts").textContent = t("feedback_counts", {
+      rows: f.rows, pending: f.corrections_pending, threshold: f.threshold, retrain: f.retrain_status || "—",
+    });
   } catch (error) {
     $("feedback-counts").textContent = errorText(error);
   }
