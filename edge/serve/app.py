@@ -288,11 +288,20 @@ def _admin(services: Services, request) -> None:
               help="Another Host name this server answers to (e.g. the reverse proxy's name). Repeatable.")
 @click.option("--admin-token", envvar="GVD_ADMIN_TOKEN", default=None,
               help="Bearer token for admin requests (at least 16 characters). [env: GVD_ADMIN_TOKEN]")
+@click.option("--kiosk-idle-seconds", default=60.0, show_default=True, type=click.FloatRange(min=0),
+              help="The kiosk page returns to its start screen after this long untouched (0 = never).")
+@click.option("--kiosk-max-record-seconds", default=15.0, show_default=True, type=click.FloatRange(1, 60),
+              help="Longest recording on the pages (a countdown shows the time left).")
+@click.option("--lang", "default_language", default="en", show_default=True, type=click.Choice(["en", "id"]),
+              help="Page language when neither ?lang= nor the browser's languages choose one.")
+@click.option("--frame-ancestors", default="'none'", show_default=True,
+              help="CSP frame-ancestors source list: who may embed the pages in a frame.")
 def serve(host: str, port: int, model: str | None, feedback_dir: Path | None, registry_dir: Path | None,
           holdout: Path | None, max_upload_mb: float, max_audio_seconds: float, workers: int, queue: int, threads: int,
           feedback_max_mb: float, feedback_max_rows: int, corrections_per_minute: int, retrain_threshold: int,
           retrain_command: str, allow_origins: tuple[str, ...], allow_hosts: tuple[str, ...],
-          admin_token: str | None) -> None:
+          admin_token: str | None, kiosk_idle_seconds: float, kiosk_max_record_seconds: float,
+          default_language: str, frame_ancestors: str) -> None:
     """HTTP API (/predict, /feedback, /health, /models) and the kiosk page."""
     logging.basicConfig(level=logging.INFO, format="gvd serve: %(message)s")
     try:
@@ -304,7 +313,9 @@ def serve(host: str, port: int, model: str | None, feedback_dir: Path | None, re
             feedback_max_rows=feedback_max_rows,
             corrections_per_minute=corrections_per_minute, retrain_threshold=retrain_threshold,
             retrain_command=retrain_command, host=host, allow_origins=allow_origins, allow_hosts=allow_hosts,
-            admin_token=admin_token)
+            admin_token=admin_token, kiosk_idle_seconds=kiosk_idle_seconds,
+            kiosk_max_record_seconds=kiosk_max_record_seconds, default_language=default_language,
+            frame_ancestors=frame_ancestors)
         if holdout is not None:
             load_holdout(holdout)  # a broken held-out set stops the start, not the first promotion
         app = create_app(options)

@@ -69,6 +69,11 @@ class ServeOptions:
     allow_origins: tuple[str, ...] = ()
     allow_hosts: tuple[str, ...] = ()
     admin_token: str | None = None
+    # the kiosk page
+    kiosk_idle_seconds: float = 60.0  # back to the start screen after this long untouched (0 = never)
+    kiosk_max_record_seconds: float = 15.0
+    default_language: str = "en"  # when neither ?lang= nor the browser's languages choose one
+    frame_ancestors: str = "'none'"  # the CSP frame-ancestors source list (who may embed the pages)
 
     def __post_init__(self) -> None:
         if self.max_upload_mb <= 0 or self.max_audio_seconds <= 0:
