@@ -3,9 +3,6 @@
 A server with the bundled default model runs on 127.0.0.1 in a thread; Chromium's fake microphone
 plays a shipped sample. Screenshots go to $GVD_TEST_ARTIFACTS (or a pytest temp folder); with
 GVD_DOC_SCREENSHOTS=1 the documentation's screenshots in docs/img/ are renewed too.
-
-Assertions on parts of the API that only the server rewrite (issue 12) provides are strict xfails,
-marked ``NEEDS_SERVER``.
 """
 
 from __future__ import annotations

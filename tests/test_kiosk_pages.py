@@ -1,8 +1,5 @@
 """The kiosk and operator pages without a browser: security headers, favicon, string tables, language
 choice, no inline script or style, and the API contract the page is written against.
-
-Tests marked ``NEEDS_SERVER`` assert the parts of the contract that the server rewrite (issue 12)
-brings: they are strict xfails here and must pass (then lose the mark) once that branch is merged.
 """
 
 from __future__ import annotations
