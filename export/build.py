@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edge.files import atomic_write_bytes
+
 from edge.metadata import CELLS, INPUT_NAME, OUTPUT_NAME, SPEECH_OUTPUT_NAME, ModelMetadata
 
 from .describe import TrainingRecord, attach_metadata, verify_metadata
@@ -168,9 +170,7 @@ def _serialize(proto, metadata: ModelMetadata, record: TrainingRecord, max_bytes
 
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    atomic_write_bytes(path, data)
 
 
 def _session(data: bytes):

@@ -100,7 +100,11 @@ def _cache_path(cache_dir: Path, key: str) -> Path:
 
 
 def _write_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """Write to a temporary file and rename: a crash can never leave a half-written cache entry."""
+    """Write to a temporary file and rename: a crash can never leave a half-written cache entry.
+
+    Unlike :func:`edge.files.atomic_write` there is no fsync: an entry lost in a power cut fails to
+    load and is recomputed, and syncing tens of thousands of entries would cost more than that.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
     os.close(fd)

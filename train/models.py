@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-CELLS = ("lstm", "gru", "rnn")
+from edge.metadata import CELLS
+
 POOLINGS = ("last", "mean", "meanmax")
 
 
