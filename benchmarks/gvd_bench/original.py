@@ -79,7 +79,7 @@ def measure(recordings: Recordings, plan: Plan, original: OriginalPlan, notes: l
     data = _last_json(run_process(base + [
         "measure", "--runs", str(original.runs), "--warmup", str(original.warmup),
         "--clips", *map(str, recordings.clips), "--length-budget", str(plan.length_budget_seconds),
-        "--stream-clip", str(recordings.clips[0]), "--stream-seconds", str(min(plan.stream_seconds, 20.0)),
+        "--stream-clip", str(recordings.stream), "--stream-seconds", str(min(plan.stream_seconds, 20.0)),
         *(["--length-clips", *map(str, lengths)] if lengths else []),
     ], env).stdout)
     click.echo("original pipeline: cold start, throughput ...", err=True)
