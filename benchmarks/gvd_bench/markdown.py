@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .report import STAGES, Report, SideResult
+from .report import Report, SideResult, stage_names
 
 
 def fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
@@ -17,12 +17,13 @@ def _sides(report: Report) -> list[SideResult]:
     return report.gvd + ([report.original] if report.original else [])
 
 
-SIDE_COLUMNS = ("pipeline", "thr", "e2e p50", "p90", "p99", *STAGES, "RTF", "cold start", "peak RSS",
-                "stream CPU", "load", "size")
+def side_columns(stages: list[str]) -> list[str]:
+    return ["pipeline", "thr", "e2e p50", "p90", "p99", *stages, "RTF", "cold start", "peak RSS", "stream CPU",
+            "load", "size"]
 
 
-def side_cells(side: SideResult) -> list[str]:
-    stages = [fmt(p.p50 if (p := side.stage(s)) else None, 2) for s in STAGES]
+def side_cells(side: SideResult, stage_columns: list[str]) -> list[str]:
+    stages = [fmt(p.p50 if (p := side.stage(s)) else None, 2) for s in stage_columns]
     return [side.name, str(side.threads), fmt(side.e2e_ms.p50, 2, " ms"), fmt(side.e2e_ms.p90, 2),
             fmt(side.e2e_ms.p99, 2), *stages, fmt(side.realtime_factor, 0, "x"), fmt(side.cold_start_ms, 0, " ms"),
             fmt(side.peak_rss_mb, 0, " MB"), fmt(side.stream_cpu_percent, 2, " %"), fmt(side.load_ms, 1, " ms"),
@@ -101,7 +102,8 @@ def _weights_lines(report: Report) -> list[str]:
 
 def text(report: Report) -> str:
     lines = [f"gvd bench on {_machine_line(report)}", ""]
-    lines += _text_table(list(SIDE_COLUMNS), [side_cells(s) for s in _sides(report)])
+    stages = stage_names(_sides(report))
+    lines += _text_table(side_columns(stages), [side_cells(s, stages) for s in _sides(report)])
     lines += ["", "gvd against the original, same run:"] + _text_table(
         ["figure", "unit", "gvd", "original", "gvd better by"], _comparison_rows(report))
     lines += ["", "goals:"] + _text_table(["goal", "target", "measured", ""], _goal_rows(report))
@@ -125,7 +127,8 @@ def markdown(report: Report, charts: dict[str, str]) -> str:
         f"audio, feeding a {s.stream_rate // 1000} kHz recording in {s.stream_chunk_seconds:g} s chunks at the "
         "default hop, as % of one core.", "",
     ]
-    out += _md_table(list(SIDE_COLUMNS), [side_cells(side) for side in _sides(report)])
+    stages = stage_names(_sides(report))
+    out += _md_table(side_columns(stages), [side_cells(side, stages) for side in _sides(report)])
     out += ["", "## gvd against the original pipeline, same run", ""]
     out += _md_table(["figure", "unit", "gvd", "original", "gvd better by"], _comparison_rows(report))
     out += ["", "## Cost against clip length", "",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .report import STAGES, LengthCost, Percentiles, SideResult, StageTime, Throughput, Weights
+from .report import LengthCost, Percentiles, SideResult, StageTime, Throughput, Weights
 from .runs import Plan, Recordings, sha256
 from .timing import run_process
 
@@ -88,7 +88,7 @@ def measure(recordings: Recordings, plan: Plan, original: OriginalPlan, notes: l
     return SideResult(
         name="original lstm", weights=weights(original.keras), threads=1,
         e2e_ms=_percentiles(data["e2e_ms"]),
-        stages=[StageTime(name, _percentiles(data["stages_ms"][name])) for name in STAGES],
+        stages=[StageTime(name, _percentiles(ms)) for name, ms in data["stages_ms"].items()],
         realtime_factor=data["realtime_factor"],
         lengths=[LengthCost(float(c["seconds"]), int(c["runs"]), float(c["ms_per_clip"]),
                             float(c["ms_per_clip"]) / float(c["seconds"])) for c in data["lengths"]],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .report import STAGES, Report, SideResult
+from .report import Report, SideResult, stage_names
 
 TARGET_MS = 200.0  # the project's latency budget per clip
 
@@ -34,7 +34,7 @@ def stages_chart(report: Report, path: Path) -> Path:
     """Per-stage and end-to-end p50 per clip, every side, on a log axis with the 200 ms budget."""
     plt = _pyplot()
     sides = _sides(report)
-    series = list(STAGES) + ["end to end"]
+    series = stage_names(sides) + ["end to end"]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(sides) + 3), 4.5))
     width = 0.8 / len(series)
     for i, name in enumerate(series):

@@ -12,7 +12,6 @@ import math
 from dataclasses import asdict, dataclass, field
 
 SCHEMA_VERSION = 2
-STAGES = ("decode", "resample", "clean", "features", "inference")
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,14 @@ class SideResult:
 
     def jobs(self, jobs: int) -> Throughput | None:
         return next((t for t in self.throughput if t.jobs == jobs), None)
+
+
+def stage_names(sides: list[SideResult]) -> list[str]:
+    """Every stage any side reports, in the order they first appear (each pipeline names its own)."""
+    names: list[str] = []
+    for side in sides:
+        names += [s.stage for s in side.stages if s.stage not in names]
+    return names
 
 
 @dataclass(frozen=True)
