@@ -17,6 +17,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -148,17 +149,17 @@ def resolve(model: str | os.PathLike | None) -> ModelRef:
     return ModelRef(name, path.resolve(), entry)
 
 
-def _sha256():
+def _sha256() -> Any:
     # hashlib loads OpenSSL's libcrypto (3 MB of resident memory, measured); CPython's built-in
     # SHA-256 gives the same digest and is fast enough for a model file of a few hundred kB.
-    try:
-        from _sha2 import sha256  # Python >= 3.12
-    except ImportError:
+    for builtin in ("_sha2", "_sha256"):  # Python >= 3.12, then 3.10 and 3.11
         try:
-            from _sha256 import sha256  # Python 3.10, 3.11
-        except ImportError:  # an interpreter without the built-in module
-            from hashlib import sha256
-    return sha256()
+            return import_module(builtin).sha256()
+        except ImportError:
+            continue
+    import hashlib  # an interpreter without the built-in module
+
+    return hashlib.sha256()
 
 
 def sha256_file(path: Path) -> str:

@@ -11,8 +11,8 @@ import dataclasses
 import json
 import math
 import os
-import subprocess
 import re
+import subprocess
 import sys
 import types
 import typing
@@ -69,7 +69,8 @@ def quick_run(inputs, tmp_path_factory) -> tuple[dict, Path]:
     """``gvd bench --quick`` without --out, from a scratch folder: the report lands in ./gvd-bench."""
     model, clips, env = inputs
     cwd = tmp_path_factory.mktemp("cwd")
-    done = _gvd(["bench", "--quick", "--no-original", "--json", "--models", str(model), "--clips", str(clips)], env, cwd)
+    args = ["bench", "--quick", "--no-original", "--json", "--models", str(model), "--clips", str(clips)]
+    done = _gvd(args, env, cwd)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout), cwd
 

@@ -18,7 +18,8 @@ def _numbers(text: str | None, kind: type, option: str, minimum: float) -> tuple
     try:
         values = tuple(kind(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise click.BadParameter(f"expected a comma-separated list of numbers, got {text!r}", param_hint=option)
+        raise click.BadParameter(f"expected a comma-separated list of numbers, got {text!r}",
+                                 param_hint=option) from None
     if not values or min(values) < minimum:
         raise click.BadParameter(f"every value must be at least {minimum:g}, got {text!r}", param_hint=option)
     return values
@@ -95,4 +96,5 @@ def bench(models_text, clips, runs, warmup, threads, lengths_text, jobs_text, ba
         click.echo(report.to_json(), nl=False)
     else:
         click.echo(markdown.text(report))
-        click.echo(f"\nwrote {out / 'bench.json'}, {out / 'bench.md'}" + "".join(f", {out / c}" for c in charts.values()))
+        written = [out / "bench.json", out / "bench.md", *(out / chart for chart in charts.values())]
+        click.echo("\nwrote " + ", ".join(map(str, written)))

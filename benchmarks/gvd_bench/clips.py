@@ -31,6 +31,7 @@ def expand(items: tuple[Path, ...]) -> list[Path]:
 def bundled() -> list[Path]:
     """The short sample clips shipped with the models (``samples/`` beside the manifest)."""
     import soundfile as sf
+
     from edge.model import models_dir
 
     folder = models_dir()

@@ -74,15 +74,16 @@ def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     lines = []
     for index, row in enumerate([header] + rows):
-        lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        cells = zip(row, widths, strict=True)
+        lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(cells)))
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
     return lines
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return (["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
-            + ["| " + " | ".join(r) + " |" for r in rows])
+    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"
+    return ["| " + " | ".join(header) + " |", rule] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def _machine_line(report: Report) -> str:
@@ -114,7 +115,7 @@ def text(report: Report) -> str:
 
 def markdown(report: Report, charts: dict[str, str]) -> str:
     s = report.settings
-    clips = ", ".join(f"{name} ({sec:g} s)" for name, sec in zip(s.clips, s.clip_seconds))
+    clips = ", ".join(f"{name} ({sec:g} s)" for name, sec in zip(s.clips, s.clip_seconds, strict=True))
     windows = report.gvd[0].windows_per_clip
     out = [
         "# gvd benchmark", "",

@@ -21,7 +21,7 @@ class Percentiles:
     p99: float
 
     @classmethod
-    def of(cls, values: list[float]) -> "Percentiles":
+    def of(cls, values: list[float]) -> Percentiles:
         import numpy as np
 
         a = np.asarray(values, dtype=np.float64)
@@ -116,7 +116,7 @@ class Ratio:
     times_better: float | None
 
     @classmethod
-    def of(cls, figure: str, unit: str, gvd: float | None, original: float | None, lower_is_better: bool) -> "Ratio":
+    def of(cls, figure: str, unit: str, gvd: float | None, original: float | None, lower_is_better: bool) -> Ratio:
         better = None
         if gvd is not None and original is not None and gvd > 0 and original > 0:
             better = original / gvd if lower_is_better else gvd / original

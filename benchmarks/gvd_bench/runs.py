@@ -35,7 +35,7 @@ class Plan:
     stream_seconds: float = 60.0
 
     @classmethod
-    def quick(cls, **changes) -> "Plan":
+    def quick(cls, **changes) -> Plan:
         base = dict(runs=3, warmup=1, lengths=(1.0, 3.0), length_budget_seconds=2.0, jobs=(1,), batch_files=4,
                     cold_runs=1, stream_seconds=6.0)
         return cls(**{**base, **changes})
