@@ -230,3 +230,45 @@ def test_pi_check_script_documents_itself():
     assert "PASS" in shown.stdout and "--rebuild" in shown.stdout
     wrong = subprocess.run(["bash", str(script), "--no-such-option"], capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and "unknown option" in wrong.stderr
+
+
+def test_length_clips_repeat_the_speech_to_the_exact_length(inputs, tmp_path):
+    import numpy as np
+    import soundfile as sf
+    from gvd_bench.clips import LENGTH_RATE, length_clips, mono
+
+    _, clips, _ = inputs
+    sources = sorted(clips.iterdir())
+    files = length_clips(sources, (1.0, 10.0), tmp_path)
+    signal = np.concatenate([mono(c, LENGTH_RATE) for c in sources])
+    for path, seconds in zip(files, (1.0, 10.0), strict=True):
+        samples, rate = sf.read(str(path), dtype="float32")
+        assert rate == LENGTH_RATE and samples.size == int(seconds * LENGTH_RATE)
+        expected = np.resize(signal, samples.size)  # the clips one after another, over and over
+        assert np.abs(samples - expected).max() < 1e-3  # 16-bit FLAC
+
+
+def test_goals_and_ratios_follow_the_measurements():
+    from gvd_bench.report import LengthCost, Percentiles, Ratio, SideResult, Weights
+    from gvd_bench.runs import Plan
+    from gvd_bench.suite import compare, goals
+
+    def side(p50: float, per_second_3: float, per_second_60: float) -> SideResult:
+        lengths = [LengthCost(3.0, 5, 3 * per_second_3, per_second_3),
+                   LengthCost(60.0, 5, 60 * per_second_60, per_second_60)]
+        return SideResult(name="x", weights=Weights("w", "0" * 64, "test"), threads=1,
+                          e2e_ms=Percentiles(p50, p50, p50), stages=[], realtime_factor=100.0, lengths=lengths,
+                          throughput=[], cold_start_ms=150.0, peak_rss_mb=70.0, stream_cpu_percent=0.4,
+                          stream_hop_seconds=0.5, load_ms=1.0, model_size_kb=40.0)
+
+    ours, original = side(4.0, 2.0, 1.5), side(160.0, 50.0, 50.0)
+    plan = Plan(lengths=(3.0, 60.0), jobs=())
+    found = {g.goal: g for g in goals(ours, original, plan)}
+    assert found["end to end p50, times faster than the original"].measured == pytest.approx(40.0)
+    assert found["cost per audio second, 60 s clip / 3 s clip"].measured == pytest.approx(0.75)
+    assert found["gvd predict one file, peak RSS (MB)"].met is False
+    assert all(g.met for name, g in found.items() if name != "gvd predict one file, peak RSS (MB)")
+    rows = {r.figure: r for r in compare(ours, original, plan)}
+    assert rows["cost of a 60 s clip per audio second"].times_better == pytest.approx(50.0 / 1.5)
+    assert rows["real-time factor"].times_better == pytest.approx(1.0)
+    assert Ratio.of("f", "ms", 1.0, None, True).times_better is None
