@@ -64,7 +64,7 @@ def main() -> None:
         "max_abs_diff": max_diff,
         "machine": {"python": platform.python_version(), "numpy": np.__version__, "librosa": librosa.__version__,
                     "cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]},
-        "command": "python benchmarks/bench_mfcc.py --repeat %d" % args.repeat,
+        "command": f"python benchmarks/bench_mfcc.py --repeat {args.repeat}",
     }
     lines = [
         f"# {report['benchmark']}",

@@ -1,17 +1,19 @@
-"""The original university pipeline, timed the same way as gvd, for ``gvd bench`` to compare against.
+"""The original university pipeline, as it ran, timed the same way as gvd for ``gvd bench`` to compare.
 
 librosa.load(sr=16000) -> noisereduce.reduce_noise -> RMS normalise to -20 dBFS -> pre-emphasis 0.97
 -> librosa.feature.mfcc(n_mfcc=13, n_fft=2048, hop_length=512) on non-overlapping 3 s segments ->
-Keras ``model.predict``; the clip probability is the mean over its segments.
+Keras ``model.predict`` per segment; the clip probability is the mean over its segments. The weights
+are the original recipe's LSTM, a committed Keras file (``benchmarks/original/lstm.keras`` unless
+``--keras`` says otherwise), so a fresh clone reproduces the comparison.
 
 It needs the ``[train]`` extra (librosa, noisereduce, TensorFlow/Keras), which is why gvd never
-imports it: ``gvd bench`` runs this file in a subprocess. Run it alone as::
+imports it: ``gvd bench`` runs this file in subprocesses. Run it alone as::
 
-    python benchmarks/original_pipeline.py bench --clips models/samples --cell gru --runs 20
-    python benchmarks/original_pipeline.py once models/samples/female_1.wav --cell gru
-    python benchmarks/original_pipeline.py stream models/samples/female_1.wav --cell gru
+    python benchmarks/original_pipeline.py measure --clips models/samples/male_16k.flac --runs 20
+    python benchmarks/original_pipeline.py once models/samples/female_16k.flac
+    python benchmarks/original_pipeline.py batch --jobs 2 models/samples/*.flac
 
-Each mode prints one JSON object on stdout.
+Each mode prints one JSON object on stdout (``once`` and ``batch`` first print one line per clip).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ SEGMENT_SECONDS = 3.0
 N_MFCC, N_FFT, HOP = 13, 2048, 512
 TARGET_DBFS = -20.0
 PRE_EMPHASIS = 0.97
+STAGES = ("decode", "resample", "clean", "features", "inference")
+DEFAULT_KERAS = Path(__file__).resolve().parent / "original" / "lstm.keras"
 
 
 def _limit_threads(threads: int) -> None:
@@ -42,32 +46,13 @@ def _limit_threads(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def _find_keras(keras_dir: Path | None, cell: str) -> Path | None:
-    if keras_dir is None:
-        return None
-    for candidate in (keras_dir / cell / "model.keras", keras_dir / "model.keras"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def load_model(cell: str, keras_dir: Path | None):
-    """The trained Keras model the ONNX came from, else the same architecture with fresh weights."""
+def load_model(path: Path):
+    """The Keras model in ``path``; a clear error instead of untrained weights when it is missing."""
+    if not path.is_file():
+        raise SystemExit(f"original_pipeline: no Keras model at {path} (pass --keras FILE)")
     import keras
 
-    path = _find_keras(keras_dir, cell)
-    if path is not None:
-        return keras.models.load_model(path, compile=False), f"the Keras model (same weights) {path}", path
-    from train.models import ORIGINAL_CONFIG, ModelConfig, build_model
-
-    config, source = ORIGINAL_CONFIG[cell], f"the original project's {cell} architecture (train.models.ORIGINAL_CONFIG)"
-    training = keras_dir / cell / "training.json" if keras_dir else None
-    if training is not None and training.is_file():
-        config = ModelConfig(**json.loads(training.read_text())["model_config"])
-        source = f"the architecture in {training}"
-    note = (f"no model.keras for '{cell}' found (looked in {keras_dir}, pass --keras-dir); built {source} "
-            "with untrained weights: the timing is comparable, the probabilities are not")
-    return build_model(config), note, None
+    return keras.models.load_model(path, compile=False)
 
 
 def _rms_normalize(y):
@@ -86,8 +71,8 @@ def _segments(y):
     return [y[start : start + size] for start in range(0, y.size - size + 1, size)]
 
 
-def process(path: str, model) -> tuple[float, dict[str, float]]:
-    """One clip through the original pipeline: (p_female, stage timings in ms)."""
+def process(path: str, model) -> tuple[float, dict[str, float], float]:
+    """One clip through the original pipeline: (p_female, stage timings in ms, audio seconds)."""
     import librosa
     import noisereduce
     import numpy as np
@@ -98,86 +83,73 @@ def process(path: str, model) -> tuple[float, dict[str, float]]:
     y = noisereduce.reduce_noise(y=y, sr=sr).astype(np.float32)
     segments = [librosa.effects.preemphasis(_rms_normalize(s), coef=PRE_EMPHASIS) for s in _segments(y)]
     t2 = time.perf_counter()
-    features = np.stack([
-        librosa.feature.mfcc(y=s, sr=sr, n_mfcc=N_MFCC, n_fft=N_FFT, hop_length=HOP).T for s in segments
-    ]).astype(np.float32)
+    features = [librosa.feature.mfcc(y=s, sr=sr, n_mfcc=N_MFCC, n_fft=N_FFT, hop_length=HOP).T.astype(np.float32)
+                for s in segments]
     t3 = time.perf_counter()
-    probabilities = model.predict(features, verbose=0)
+    probabilities = [float(model.predict(f[None], verbose=0)[0, 0]) for f in features]  # one call per window
     t4 = time.perf_counter()
     stages = {"decode": (t1 - t0) * 1e3, "resample": 0.0, "clean": (t2 - t1) * 1e3,
-              "features": (t3 - t2) * 1e3, "inference": (t4 - t3) * 1e3, "total": (t4 - t0) * 1e3}
-    return float(np.mean(probabilities)), stages
-
-
-def _clip_paths(items: list[str]) -> list[str]:
-    paths: list[str] = []
-    for item in items:
-        p = Path(item)
-        paths += sorted(str(x) for x in p.glob("*.wav")) if p.is_dir() else [str(p)]
-    if not paths:
-        raise SystemExit("original_pipeline: no clips given")
-    return paths
+              "features": (t3 - t2) * 1e3, "inference": (t4 - t3) * 1e3}
+    return float(np.mean(probabilities)), stages, y.size / sr
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
     import numpy as np
 
     a = np.asarray(values, dtype=np.float64)
-    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
-            "p99": float(np.percentile(a, 99))}
+    return {q: float(np.percentile(a, int(q[1:]))) for q in ("p50", "p90", "p99")}
 
 
-def bench(args) -> dict:
-    clips = _clip_paths(args.clips)
-    t0 = time.perf_counter()
-    model, note, path = load_model(args.cell, args.keras_dir)
-    load_ms = (time.perf_counter() - t0) * 1e3
-    for _ in range(args.warmup):
+def _latency(clips: list[str], model, runs: int, warmup: int) -> dict:
+    for _ in range(warmup):
         for clip in clips:
             process(clip, model)
     totals: list[float] = []
-    stages: dict[str, list[float]] = {}
-    for _ in range(args.runs):
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
+    audio_seconds = 0.0
+    cpu0 = time.process_time()
+    for _ in range(runs):
         for clip in clips:
-            t = time.perf_counter()
-            _, timings = process(clip, model)
-            totals.append((time.perf_counter() - t) * 1e3)
-            for name, value in timings.items():
-                stages.setdefault(name, []).append(value)
-    return {
-        "model": f"original-{args.cell}",
-        "threads": args.threads,
-        "e2e_ms": _percentiles(totals),
-        "stages_ms": {name: _percentiles(values) for name, values in stages.items() if name != "total"},
-        "load_ms": load_ms,
-        "model_size_kb": path.stat().st_size / 1024 if path else None,
-        "runs": args.runs,
-        "clips": len(clips),
-        "note": note,
-    }
+            start = time.perf_counter()
+            _, timings, seconds = process(clip, model)
+            totals.append((time.perf_counter() - start) * 1e3)
+            audio_seconds += seconds
+            for name in STAGES:
+                stages[name].append(timings[name])
+    cpu = time.process_time() - cpu0
+    return {"e2e_ms": _percentiles(totals), "stages_ms": {n: _percentiles(v) for n, v in stages.items()},
+            "realtime_factor": audio_seconds / cpu if cpu > 0 else None}
 
 
-def once(args) -> dict:
-    model, note, _ = load_model(args.cell, args.keras_dir)
-    p_female, timings = process(args.clip, model)
-    return {"path": args.clip, "p_female": p_female, "label": "female" if p_female >= 0.5 else "male",
-            "timings_ms": timings, "note": note}
+def _lengths(clips: list[str], model, runs: int, budget_seconds: float) -> list[dict]:
+    """Median wall time per clip for each clip (made of one length each), within a time budget."""
+    out = []
+    for clip in clips:
+        times: list[float] = []
+        seconds = 0.0
+        spent = time.perf_counter()
+        while len(times) < runs and (not times or time.perf_counter() - spent < budget_seconds):
+            start = time.perf_counter()
+            _, _, seconds = process(clip, model)
+            times.append((time.perf_counter() - start) * 1e3)
+        times.sort()
+        out.append({"path": clip, "seconds": seconds, "runs": len(times), "ms_per_clip": times[len(times) // 2]})
+    return out
 
 
-def stream(args) -> dict:
-    """CPU cost if the original recipe re-ran on the last 3 s every ``hop`` seconds of live audio."""
+def _stream(clip: str, model, hop_seconds: float, seconds: float) -> float:
+    """CPU % of one core if the original recipe re-ran on the last 3 s every ``hop`` of live audio
+    (it had no streaming mode)."""
     import librosa
     import noisereduce
     import numpy as np
 
-    model, note, _ = load_model(args.cell, args.keras_dir)
-    y, sr = librosa.load(args.clip, sr=SAMPLE_RATE)
-    while y.size < args.seconds * sr:
+    y, sr = librosa.load(clip, sr=SAMPLE_RATE)
+    while y.size < seconds * sr:
         y = np.concatenate([y, y])
-    y = y[: int(args.seconds * sr)]
-    size, hop = int(SEGMENT_SECONDS * sr), int(args.hop * sr)
-    window = y[:size]
-    model.predict(librosa.feature.mfcc(y=window, sr=sr, n_mfcc=N_MFCC, n_fft=N_FFT, hop_length=HOP).T[None],
+    y = y[: int(seconds * sr)]
+    size, hop = int(SEGMENT_SECONDS * sr), int(hop_seconds * sr)
+    model.predict(librosa.feature.mfcc(y=y[:size], sr=sr, n_mfcc=N_MFCC, n_fft=N_FFT, hop_length=HOP).T[None],
                   verbose=0)  # warm-up
     cpu0 = time.process_time()
     for end in range(size, y.size + 1, hop):
@@ -186,34 +158,93 @@ def stream(args) -> dict:
         mfcc = librosa.feature.mfcc(y=segment, sr=sr, n_mfcc=N_MFCC, n_fft=N_FFT, hop_length=HOP).T
         model.predict(mfcc[None].astype(np.float32), verbose=0)
     cpu = time.process_time() - cpu0
-    audio_seconds = (y.size - size) / sr + args.hop
-    return {"stream_cpu_percent": 100.0 * cpu / audio_seconds, "hop_seconds": args.hop,
-            "audio_seconds": audio_seconds, "note": note}
+    audio_seconds = (y.size - size) / sr + hop_seconds
+    return 100.0 * cpu / audio_seconds
+
+
+def measure(args) -> dict:
+    t0 = time.perf_counter()
+    model = load_model(args.keras)
+    result = {"load_ms": (time.perf_counter() - t0) * 1e3, "threads": args.threads}
+    result.update(_latency(args.clips, model, args.runs, args.warmup))
+    result["lengths"] = _lengths(args.length_clips, model, args.runs, args.length_budget) if args.length_clips else []
+    result["stream_cpu_percent"] = (_stream(args.stream_clip, model, args.hop, args.stream_seconds)
+                                    if args.stream_clip else None)
+    result["stream_hop_seconds"] = args.hop
+    return result
+
+
+def _emit(record: dict) -> None:
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
+def once(args) -> dict:
+    model = load_model(args.keras)
+    p_female, timings, seconds = process(args.clip, model)
+    return {"path": args.clip, "p_female": p_female, "label": "female" if p_female >= 0.5 else "male",
+            "timings_ms": timings, "seconds": seconds}
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(keras_path: str, threads: int) -> None:
+    _limit_threads(threads)
+    _WORKER["model"] = load_model(Path(keras_path))
+
+
+def _work(clip: str) -> dict:
+    p_female, _, seconds = process(clip, _WORKER["model"])
+    return {"path": clip, "p_female": p_female, "seconds": seconds}
+
+
+def batch(args) -> dict:
+    """Every clip once, in ``--jobs`` worker processes (each loads the model), one line per clip."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if args.jobs <= 1:
+        _init_worker(str(args.keras), args.threads)
+        records = map(_work, args.clips)
+        return _drain(records)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(str(args.keras), args.threads)) as pool:
+        return _drain(pool.map(_work, args.clips))
+
+
+def _drain(records) -> dict:
+    files, seconds = 0, 0.0
+    for record in records:
+        _emit(record)
+        files += 1
+        seconds += record["seconds"]
+    return {"files": files, "audio_seconds": seconds}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cell", default="gru", help="recurrent cell of the model (lstm, gru, rnn)")
-    parser.add_argument("--keras-dir", type=Path, default=None,
-                        help="folder with <cell>/model.keras (the trained weights the ONNX came from)")
+    parser.add_argument("--keras", type=Path, default=DEFAULT_KERAS, help=f"Keras model file [{DEFAULT_KERAS}]")
     parser.add_argument("--threads", type=int, default=1)
     modes = parser.add_subparsers(dest="mode", required=True)
-    b = modes.add_parser("bench", help="latency per clip and per stage after a warm-up")
-    b.add_argument("--clips", nargs="+", required=True)
-    b.add_argument("--runs", type=int, default=20)
-    b.add_argument("--warmup", type=int, default=2)
+    m = modes.add_parser("measure", help="latency per clip and per stage, cost per clip length, streaming CPU")
+    m.add_argument("--clips", nargs="+", required=True)
+    m.add_argument("--runs", type=int, default=20)
+    m.add_argument("--warmup", type=int, default=2)
+    m.add_argument("--length-clips", nargs="*", default=[], help="clips of growing length, for cost vs length")
+    m.add_argument("--length-budget", type=float, default=10.0, help="seconds to spend per length at most")
+    m.add_argument("--stream-clip", default=None, help="clip to stream (re-run every --hop)")
+    m.add_argument("--stream-seconds", type=float, default=20.0)
+    m.add_argument("--hop", type=float, default=0.5)
     o = modes.add_parser("once", help="one clip, for cold-start timing: prints the result and exits")
     o.add_argument("clip")
-    s = modes.add_parser("stream", help="CPU per second of audio when re-run every hop")
-    s.add_argument("clip")
-    s.add_argument("--hop", type=float, default=0.5)
-    s.add_argument("--seconds", type=float, default=20.0)
+    b = modes.add_parser("batch", help="every clip once in --jobs processes, for throughput")
+    b.add_argument("clips", nargs="+")
+    b.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args(argv)
     _limit_threads(args.threads)
-    result = {"bench": bench, "once": once, "stream": stream}[args.mode](args)
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    _emit({"measure": measure, "once": once, "batch": batch}[args.mode](args))
 
 
 if __name__ == "__main__":

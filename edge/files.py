@@ -5,19 +5,32 @@ Each is defined once here so that every side hashes, writes and lists files the 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Collection
+from importlib import import_module
 from pathlib import Path
 from typing import BinaryIO
 
 _HASH_BLOCK = 1 << 20
 
 
+def _sha256():
+    # hashlib loads OpenSSL's libcrypto (3 MB of resident memory, measured); CPython's built-in
+    # SHA-256 gives the same digest and is fast enough for a model file of a few hundred kB.
+    for builtin in ("_sha2", "_sha256"):  # Python >= 3.12, then 3.10 and 3.11
+        try:
+            return import_module(builtin).sha256()
+        except ImportError:
+            continue
+    import hashlib  # an interpreter without the built-in module
+
+    return hashlib.sha256()
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes, read in blocks (memory stays bounded for any size)."""
-    digest = hashlib.sha256()
+    digest = _sha256()
     with open(path, "rb") as handle:
         while block := handle.read(_HASH_BLOCK):
             digest.update(block)

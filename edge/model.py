@@ -39,6 +39,9 @@ class SessionOptions:
     inter_op_threads: int = 1
     allow_spinning: bool = False
     cpu_mem_arena: bool = False
+    # A memory pattern is cached per input shape, and the time axis is dynamic: 990 window lengths
+    # grew a session by 15 MB with it, 3 MB without (measured), at no measurable inference cost.
+    mem_pattern: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,7 @@ def session_options(options: SessionOptions):
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.enable_cpu_mem_arena = options.cpu_mem_arena
+    so.enable_mem_pattern = options.mem_pattern
     spin = "1" if options.allow_spinning else "0"
     so.add_session_config_entry("session.intra_op.allow_spinning", spin)
     so.add_session_config_entry("session.inter_op.allow_spinning", spin)
