@@ -26,8 +26,8 @@ def _tiny_model(path: Path) -> Path:
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    n_mfcc = DEFAULT_SETTINGS.n_mfcc
-    weights = np.linspace(-0.5, 0.5, n_mfcc, dtype=np.float32).reshape(n_mfcc, 1)
+    width = DEFAULT_SETTINGS.n_features
+    weights = np.linspace(-0.5, 0.5, width, dtype=np.float32).reshape(width, 1)
     graph = helper.make_graph(
         [
             helper.make_node("ReduceMax", [INPUT_NAME], ["pooled"], axes=[1], keepdims=0),
@@ -35,7 +35,7 @@ def _tiny_model(path: Path) -> Path:
             helper.make_node("Sigmoid", ["logit"], [OUTPUT_NAME]),
         ],
         "tiny",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", "time", n_mfcc])],
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", "time", width])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1])],
         initializer=[numpy_helper.from_array(weights, "w")],
     )

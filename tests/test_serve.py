@@ -44,7 +44,7 @@ def build_model(path: Path, weights: np.ndarray, bias: float = 0.0) -> Path:
     """features [batch, time, 13] -> ReduceMean(time) -> MatMul -> Add -> Sigmoid -> p_female [batch, 1]."""
     from onnx import TensorProto, helper, numpy_helper
 
-    n_mfcc = DEFAULT_SETTINGS.n_mfcc
+    width = DEFAULT_SETTINGS.n_features
     graph = helper.make_graph(
         [
             helper.make_node("ReduceMean", ["features"], ["pooled"], axes=[1], keepdims=0),
@@ -53,9 +53,9 @@ def build_model(path: Path, weights: np.ndarray, bias: float = 0.0) -> Path:
             helper.make_node("Sigmoid", ["logit"], [OUTPUT_NAME]),
         ],
         "tiny",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", "time", n_mfcc])],
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", "time", width])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1])],
-        [numpy_helper.from_array(weights.reshape(n_mfcc, 1).astype(np.float32), "w"),
+        [numpy_helper.from_array(weights.reshape(width, 1).astype(np.float32), "w"),
          numpy_helper.from_array(np.array([bias], np.float32), "b")],
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -88,7 +88,7 @@ def synthetic_voice(f0: float, seconds: float = 2.0, seed: int = 0) -> np.ndarra
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    weights = np.zeros(DEFAULT_SETTINGS.n_mfcc)
+    weights = np.zeros(DEFAULT_SETTINGS.n_features)
     weights[1] = 0.05  # the spectral tilt coefficient: differs between the two synthetic voices
     return build_model(tmp_path_factory.mktemp("model") / "tiny.onnx", weights)
 
@@ -191,7 +191,7 @@ def test_predict_matches_the_library(client: TestClient, tiny_model: Path, voice
     assert body["duration"] == pytest.approx(expected.duration)
     assert len(body["segments"]) == len(expected.segments) >= 1
     assert body["model"] == "tiny"
-    assert set(body["timings_ms"]) >= {"decode", "features", "inference", "total"}
+    assert set(body["timings_ms"]) >= {"decode", "frames", "inference", "total"}
     assert len(body["prediction_id"]) == 32 and body["filename"] == voices[name].name
     assert "path" not in body
 
