@@ -14,20 +14,11 @@ from edge.pipeline import window_inputs
 from edge.settings import DEFAULT_SETTINGS
 from edge.vad import drop_short_regions, regions, speech_mask
 
-from signals import voice
+from signals import coloured_noise, voice
 
 SR = 16000
 SAMPLES = Path(__file__).resolve().parent.parent / "models" / "samples"
 LEVELS_DBFS = (-70, -50, -30, -20, -10)
-
-
-def coloured_noise(rng, n: int, exponent: float) -> np.ndarray:
-    """1/f^exponent noise: 0 white, 1 pink, 2 brown; unit RMS."""
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n)
-    freqs[0] = freqs[1]
-    y = np.fft.irfft(spectrum / freqs ** (exponent / 2), n)
-    return y / np.sqrt(np.mean(y**2))
 
 
 def hum(n: int, f0: float, harmonics: int = 5) -> np.ndarray:
@@ -201,8 +192,10 @@ def test_regions_and_short_region_removal():
 @pytest.mark.parametrize("noise_reduction", [False, True], ids=["raw", "denoised"])
 @pytest.mark.parametrize("corpus,step", [("indonesian", 2), ("ravdess", 7), ("urdu", 2)])
 def test_real_speech_is_found(shared_data, corpus, step, noise_reduction):
-    """At least 97 % of the clips yield a window with >= 0.5 s of speech (measured on all files:
-    indonesian 102/102, ravdess 1421/1434, urdu 399/400)."""
+    """At least 97 % of the clips yield a window with >= 0.5 s of speech (measured on all files with the
+    previous detector: indonesian 102/102, ravdess 1421/1434, urdu 399/400; with the one-pass detector
+    on this sample: 51/51, 195/205 (196 before dropping blips ahead of the hangover), 200/200 — the
+    RAVDESS misses are soft speech whose loudest frames stay near the absolute -55 dBFS floor)."""
     settings = DEFAULT_SETTINGS.with_changes(noise_reduction=noise_reduction)
     from edge.audio import AUDIO_EXTENSIONS
 
