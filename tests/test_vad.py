@@ -179,6 +179,28 @@ def test_short_inputs():
     assert one_frame.shape == (1,) and not one_frame.any()  # shorter than the shortest region
 
 
+def synthetic_stats(voiced_frames: range) -> FrameStats:
+    """2 s of frames: 1 s of silence, then 1 s of loud unvoiced sound with ``voiced_frames`` voiced in it."""
+    n = 100
+    energy = np.where(np.arange(n) < 50, -120.0, -30.0).astype(np.float32)
+    voicing = np.full(n, 0.2, np.float32)
+    voicing[list(voiced_frames)] = 0.9
+    f0 = np.where(energy > -55, 100.0 + 37.0 * (np.arange(n) % 7), 0.0).astype(np.float32)  # never steady
+    return FrameStats(0, np.zeros((n, DEFAULT_SETTINGS.n_mfcc), np.float32), energy, voicing, f0)
+
+
+@pytest.mark.parametrize("voiced_frames", [range(70, 71), range(70, 72), range(70, 74)])
+def test_voiced_blips_shorter_than_a_region_are_not_speech(voiced_frames):
+    """The hangover (0.12 s each side) must not widen a noise blip into a 0.26 s region of 'speech'."""
+    assert not speech_mask(synthetic_stats(voiced_frames), DEFAULT_SETTINGS).any()
+
+
+def test_a_voiced_region_gets_its_hangover():
+    mask = speech_mask(synthetic_stats(range(70, 76)), DEFAULT_SETTINGS)  # 0.12 s voiced
+    hang = round(DEFAULT_SETTINGS.vad_hangover_seconds / DEFAULT_SETTINGS.frame_seconds)
+    assert np.flatnonzero(mask).tolist() == list(range(70 - hang, 76 + hang))
+
+
 def test_regions_and_short_region_removal():
     mask = np.array([0, 1, 1, 0, 1, 1, 1, 1, 0, 1], dtype=bool)
     starts, ends = regions(mask)
