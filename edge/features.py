@@ -18,7 +18,7 @@ import numpy as np
 from .settings import FeatureSettings
 
 
-def _hz_to_mel(freqs: np.ndarray) -> np.ndarray:
+def _hz_to_mel(freqs: np.ndarray | float) -> np.ndarray:
     """Slaney's mel scale (librosa's default, htk=False)."""
     freqs = np.asanyarray(freqs, dtype=np.float64)
     f_sp = 200.0 / 3

@@ -137,7 +137,7 @@ class StreamingDetector:
 
     def flush(self) -> list[StreamEvent]:
         """End of input: process what is left, including a final partial hop."""
-        events = self._push(self._resampler.finish())
+        events: list[StreamEvent | None] = [*self._push(self._resampler.finish())]
         tick = time.perf_counter()
         windows = self._cursor.finish()
         events += [self._judge(w, tick) for w in windows if self._long_enough(w)]
@@ -170,7 +170,7 @@ class StreamingDetector:
             self._history.append((p_window, max(window.speech_seconds, 1e-3)))
         p_female_smooth = None
         if self._history:
-            probs, weights = zip(*self._history)
+            probs, weights = zip(*self._history, strict=True)
             p_female_smooth = float(np.average(probs, weights=weights))
         label, confidence = decide(p_female_smooth, self.threshold)
         reason = None if label != "no_speech" else ("not_speech" if p_speech is not None and p_window is None

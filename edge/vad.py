@@ -55,14 +55,18 @@ def speech_mask(stats: FrameStats, settings: FeatureSettings) -> np.ndarray:
     if voiced.any():
         min_frames = int(round(_STEADY_SECONDS / settings.frame_seconds))
         voiced &= ~_steady_runs(np.where(loud, stats.f0, 0.0), energy, min_frames)
-    # Keep unvoiced consonants next to voiced frames, and drop isolated blips.
+    # Drop isolated blips before the hangover widens them past the shortest region (a single voiced
+    # frame of noise would otherwise become 0.26 s of "speech"), then keep unvoiced consonants next
+    # to voiced frames.
+    shortest = int(round(settings.vad_min_region_seconds / settings.frame_seconds))
+    voiced = drop_short_regions(voiced, shortest)
     hang = int(round(settings.vad_hangover_seconds / settings.frame_seconds))
     if hang:
         kernel = np.ones(2 * hang + 1)
         # "full" then crop: mode="same" returns len(kernel) values when there are fewer frames.
         voiced = np.convolve(voiced.astype(float), kernel, mode="full")[hang : hang + n] > 0
     voiced &= energy > settings.vad_energy_dbfs
-    return drop_short_regions(voiced, int(round(settings.vad_min_region_seconds / settings.frame_seconds)))
+    return drop_short_regions(voiced, shortest)
 
 
 def regions(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +79,7 @@ def drop_short_regions(mask: np.ndarray, min_frames: int) -> np.ndarray:
     if min_frames <= 1 or not mask.any():
         return mask
     out = mask.copy()
-    for start, end in zip(*regions(mask)):
+    for start, end in zip(*regions(mask), strict=True):
         if end - start < min_frames:
             out[start:end] = False
     return out

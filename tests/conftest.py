@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_fixtures import make_model, make_models_dir
+from model_fixtures import make_model, make_models_dir, make_pitch_model
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -48,6 +48,26 @@ def fake_detector(fake_model):
     from edge import Detector
 
     return Detector(fake_model)
+
+
+@pytest.fixture(scope="session")
+def speech_model(tmp_path_factory) -> Path:
+    """A random-weight GRU model that also outputs p_speech, and accepts every window as speech."""
+    return make_model(tmp_path_factory.mktemp("model") / "fake_speech_gru.onnx", speech_logit=8.0)
+
+
+@pytest.fixture(scope="session")
+def rejecting_model(tmp_path_factory) -> Path:
+    """A model whose p_speech output is below 0.001 for every window: everything is 'not speech'."""
+    return make_model(tmp_path_factory.mktemp("model") / "fake_rejecting_gru.onnx", speech_logit=-8.0)
+
+
+@pytest.fixture(scope="session")
+def pitch_detector(tmp_path_factory):
+    """A detector that calls a voice female from its pitch alone (high pitch: female)."""
+    from edge import Detector
+
+    return Detector(make_pitch_model(tmp_path_factory.mktemp("model") / "fake_pitch.onnx"))
 
 
 @pytest.fixture

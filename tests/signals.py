@@ -21,3 +21,12 @@ def voice(f0: float = 200.0, seconds: float = 4.0, sample_rate: int = 16000, lev
     if noise:
         signal = signal + noise * rng.standard_normal(t.size)
     return signal.astype(np.float32)
+
+
+def coloured_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
+    """1/f^exponent noise with unit RMS: 0 white, 1 pink, 2 brown (rumble)."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n)
+    freqs[0] = freqs[1]
+    y = np.fft.irfft(spectrum / freqs ** (exponent / 2), n)
+    return y / np.sqrt(np.mean(y**2))

@@ -1,12 +1,15 @@
-"""Cleaning: spectral gating equal to noisereduce, loudness normalisation, pre-emphasis."""
+"""Cleaning: the original recipe's spectral gate, equal to noisereduce.
+
+(Levelling and pre-emphasis are no longer steps on the samples: the window's gain is a shift of c0
+and pre-emphasis a tilt of the mel filters, tested in test_pipeline.py and test_features.py.)
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edge.clean import denoise, level_and_emphasise, pre_emphasis, rms_normalize, spectral_gate
-from edge.settings import DEFAULT_SETTINGS
+from edge.clean import spectral_gate
 
 SR = 16000
 # spectral_gate re-implements noisereduce's stationary algorithm step by step (same frame grid, dB
@@ -90,63 +93,3 @@ def test_gate_leaves_silence_and_short_input_alone(rng):
     assert not np.any(spectral_gate(np.zeros(48000, np.float32), SR))
     short = rng.standard_normal(500).astype(np.float32)
     np.testing.assert_array_equal(spectral_gate(short, SR), short)
-
-
-def test_denoise_follows_the_settings(rng):
-    x, _ = noisy(synthetic_speech(rng), 5.0, rng)
-    np.testing.assert_array_equal(denoise(x, DEFAULT_SETTINGS.with_changes(noise_reduction=False)), x)
-    np.testing.assert_array_equal(denoise(x, DEFAULT_SETTINGS.with_changes(noise_reduction=True)),
-                                  spectral_gate(x, SR))
-
-
-@pytest.mark.parametrize("level", [1e-4, 0.01, 0.3])
-def test_rms_normalize_reaches_target(rng, level):
-    y = (level * rng.standard_normal(16000)).clip(-1, 1).astype(np.float32)
-    out = rms_normalize(y, -20.0)
-    assert abs(rms_db(out) - (-20.0)) < 0.01
-    assert out.dtype == np.float32
-
-
-def test_rms_normalize_never_clips():
-    # A spiky signal: reaching -20 dBFS RMS would need a peak of ~3; the gain is capped instead.
-    y = np.zeros(16000, np.float32)
-    y[::400] = 0.5
-    out = rms_normalize(y, -20.0)
-    assert np.max(np.abs(out)) == pytest.approx(0.99, abs=1e-6)
-    assert rms_db(out) < -20.0
-
-
-def test_rms_normalize_silence_and_empty():
-    np.testing.assert_array_equal(rms_normalize(np.zeros(100, np.float32)), np.zeros(100, np.float32))
-    assert rms_normalize(np.zeros(0, np.float32)).size == 0
-
-
-def test_pre_emphasis_formula(rng):
-    y = rng.standard_normal(1000).astype(np.float32)
-    out = pre_emphasis(y, 0.97)
-    assert out[0] == y[0]
-    np.testing.assert_allclose(out[1:], y[1:] - 0.97 * y[:-1], rtol=1e-6, atol=1e-7)
-    np.testing.assert_array_equal(pre_emphasis(y, 0.0), y)
-    assert pre_emphasis(np.zeros(0, np.float32)).size == 0
-
-
-def test_pre_emphasis_matches_librosa(rng):
-    librosa = pytest.importorskip("librosa")
-    y = rng.standard_normal(1000).astype(np.float32)
-    np.testing.assert_allclose(pre_emphasis(y, 0.97), librosa.effects.preemphasis(y, coef=0.97, zi=0.0),
-                               atol=1e-6)
-
-
-def test_pre_emphasis_boosts_highs():
-    t = np.arange(16000) / SR
-    low, high = np.sin(2 * np.pi * 100 * t), np.sin(2 * np.pi * 6000 * t)
-    assert rms_db(pre_emphasis(high.astype(np.float32))) - rms_db(high) > 5
-    assert rms_db(pre_emphasis(low.astype(np.float32))) - rms_db(low) < -20
-
-
-def test_level_and_emphasise_order(rng):
-    y = (0.01 * rng.standard_normal(16000)).astype(np.float32)
-    out = level_and_emphasise(y, DEFAULT_SETTINGS)
-    np.testing.assert_allclose(out, pre_emphasis(rms_normalize(y, -20.0), 0.97), rtol=1e-6)
-    off = DEFAULT_SETTINGS.with_changes(rms_normalize=False, pre_emphasis=0.0)
-    np.testing.assert_array_equal(level_and_emphasise(y, off), y)

@@ -99,7 +99,7 @@ def test_json_fields(fake_model, inputs):
     for key in ("path", "label", "p_female", "confidence", "model", "speech_seconds", "segments", "timings_ms"):
         assert key in record
     assert record["model"] == "fake_gru"
-    assert set(record["timings_ms"]) >= {"decode", "resample", "clean", "features", "inference"}
+    assert set(record["timings_ms"]) >= {"decode", "resample", "frames", "speech", "inference"}
     assert record["segments"][0]["start"] == 0.0
 
 

@@ -11,12 +11,12 @@ import soundfile as sf
 from edge import Detector, ModelError
 from edge import model as edge_model
 from edge.errors import InvalidSamplesError
-from edge.pipeline import window_inputs, window_starts
-from model_fixtures import (  # noqa: F401 - fixtures
-    SHIPPED_MANIFEST, fake_detector, fake_model, make_model, models_env, sha256, shipped_models, voice,
-)
+from edge.pipeline import STAGES, window_inputs
+
+from model_fixtures import SHIPPED_MANIFEST, make_model, sha256, shipped_models, test_metadata, voice
 
 RATE = 16000
+N_FEATURES = test_metadata().feature_settings.n_features
 
 
 def test_prediction_fields_and_timeline(fake_detector):
@@ -25,19 +25,23 @@ def test_prediction_fields_and_timeline(fake_detector):
     assert 0.0 <= result.p_female <= 1.0
     assert result.confidence == pytest.approx(max(result.p_female, 1 - result.p_female))
     assert 0 < result.speech_seconds <= result.duration == pytest.approx(7.0)
-    starts = window_starts(7 * RATE, fake_detector.settings)
-    assert [round(s.start * RATE) for s in result.segments] == starts
-    assert set(result.timings_ms) == {"decode", "resample", "clean", "features", "inference", "total"}
-    assert result.timings_ms["total"] >= result.timings_ms["features"] > 0
+    starts = [w.start for w in window_inputs(voice(200, 7.0), fake_detector.settings)]
+    assert [s.start for s in result.segments] == starts == [0.0, 1.0, 2.0, 3.0, 3.98]  # 349 frames
+    assert set(result.timings_ms) == {*STAGES, "total"}
+    assert result.timings_ms["total"] >= result.timings_ms["frames"] > 0
+    assert (result.reason, result.mixed, result.warnings) == (None, False, [])
+    assert all(s.p_speech is None for s in result.segments)  # the model has no p_speech output
     data = result.to_dict()
     json.dumps(data)  # serialisable as is
-    assert data["segments"][0].keys() == {"start", "end", "p_female", "speech_seconds"}
+    assert data["segments"][0].keys() == {"start", "end", "p_female", "p_speech", "speech_seconds"}
+    assert {"reason", "mixed", "warnings"} <= data.keys()
 
 
 def test_same_windows_and_probabilities_as_the_training_pipeline(fake_detector):
     y = voice(150, 6.3)
     expected = window_inputs(y, fake_detector.settings)
-    probs = fake_detector.infer([w.features for w in expected if w.features is not None])
+    probs, p_speech = fake_detector.infer([w.features for w in expected if w.features is not None])
+    assert np.isnan(p_speech).all()
     result = fake_detector.predict(y, RATE)
     got = [s.p_female for s in result.segments if s.p_female is not None]
     assert [(s.start, s.end) for s in result.segments] == [(w.start, w.end) for w in expected]
@@ -59,10 +63,24 @@ def test_file_decoded_in_blocks_equals_the_array(fake_detector, tmp_path):
 
 
 def test_batched_inference_equals_one_window_at_a_time(fake_detector, rng):
-    feats = [rng.normal(size=(n, 13)).astype(np.float32) for n in (40, 94, 40, 17, 94, 94)]
-    batched = fake_detector.infer(feats)
-    single = [fake_detector.infer([f])[0] for f in feats]
+    feats = [rng.normal(size=(n, N_FEATURES)).astype(np.float32) for n in (40, 150, 40, 17, 150, 150)]
+    batched, _ = fake_detector.infer(feats)
+    single = [fake_detector.infer([f])[0][0] for f in feats]
     np.testing.assert_allclose(batched, single, rtol=1e-5)
+
+
+def test_speech_output_is_read_and_batched(speech_model, rng):
+    detector = Detector(speech_model)
+    assert detector.detects_speech and detector.metadata.has_speech_output
+    feats = [rng.normal(size=(n, N_FEATURES)).astype(np.float32) for n in (40, 150, 40)]
+    p_female, p_speech = detector.infer(feats)
+    assert p_female.shape == p_speech.shape == (3,)
+    assert (p_speech > 0.99).all()  # the fixture's speech head says "speech" to everything
+    single = [detector.infer([f])[1][0] for f in feats]
+    np.testing.assert_allclose(p_speech, single, rtol=1e-5)
+    result = detector.predict(voice(200, 4.0), RATE)
+    assert result.label != "no_speech" and result.reason is None
+    assert all(s.p_speech is not None and s.p_speech > 0.99 for s in result.segments)
 
 
 @pytest.mark.parametrize("kind", ["digital_silence", "white_noise", "room_noise", "hum"])
@@ -91,9 +109,45 @@ def test_other_rates_and_channels(fake_detector):
     assert fake_detector.predict(voice(180, 4.0, 8000), 8000).label != "no_speech"
 
 
-def test_too_short_is_no_speech_with_a_reason(fake_detector):
-    result = fake_detector.predict(voice(200, 0.1), RATE)
-    assert (result.label, result.reason, result.p_female) == ("no_speech", "too_short", None)
+@pytest.mark.parametrize("seconds", [0.001, 0.01, 0.1, 0.49])
+def test_too_short_is_no_speech_with_a_reason(fake_detector, seconds):
+    result = fake_detector.predict(voice(200, 1.0)[: int(seconds * RATE)], RATE)
+    assert (result.label, result.reason, result.p_female, result.confidence) == ("no_speech", "too_short", None, None)
+    assert result.duration == pytest.approx(seconds, abs=1 / RATE)
+
+
+def test_silence_long_enough_has_reason_silence(fake_detector):
+    result = fake_detector.predict(np.zeros(2 * RATE, np.float32), RATE)
+    assert (result.label, result.reason, result.speech_seconds) == ("no_speech", "silence", 0.0)
+
+
+def test_sound_the_model_rejects_is_not_speech(rejecting_model):
+    result = Detector(rejecting_model).predict(voice(200, 4.0), RATE)
+    assert (result.label, result.reason, result.p_female) == ("no_speech", "not_speech", None)
+    assert result.segments and all(s.p_female is None and s.p_speech < 0.01 for s in result.segments)
+    assert result.speech_seconds == 0.0
+    # silence stays silence: the model is not asked about windows without speech
+    assert Detector(rejecting_model).predict(np.zeros(2 * RATE, np.float32), RATE).reason == "silence"
+
+
+def test_a_woman_then_a_man_is_mixed(pitch_detector):
+    woman, man = voice(220, 6.0, seed=1), voice(110, 6.0, seed=2)
+    both = pitch_detector.predict(np.concatenate([woman, man]), RATE)
+    assert both.mixed
+    window_p = [s.p_female for s in both.segments]
+    assert window_p[0] > 0.9 and window_p[-1] < 0.1  # the pitch model hears who speaks when
+    for one_voice, label in ((woman, "female"), (man, "male")):
+        result = pitch_detector.predict(one_voice, RATE)
+        assert result.label == label and not result.mixed
+
+
+def test_dc_offset_and_clipping_keep_the_label(pitch_detector):
+    """With a model that hears pitch, a 5 % DC offset and x10 clipping change nothing."""
+    for f0, label in ((220, "female"), (110, "male")):
+        y = voice(f0, 4.0, seed=f0)
+        for variant in (y + np.float32(0.05), np.clip(y * 10, -1, 1)):
+            result = pitch_detector.predict(variant, RATE)
+            assert result.label == label, (f0, result.p_female)
 
 
 def test_bad_arrays(fake_detector):
@@ -135,7 +189,8 @@ def test_model_metadata_is_read_from_the_file(tmp_path):
     path = make_model(tmp_path / "m.onnx", test_metadata(settings, threshold=0.42))
     detector = Detector(path)
     assert detector.settings == settings and detector.threshold == 0.42 and detector.name == "m"
-    assert [s.start for s in detector.predict(voice(200, 3.0), RATE).segments] == [0.0, 0.5, 1.0]
+    # 149 frames: windows of 100 end at 100 and 125; the 24 frames after are fewer than min_speech_seconds
+    assert [s.start for s in detector.predict(voice(200, 3.0), RATE).segments] == [0.0, 0.5]
 
 
 def test_model_errors(tmp_path):

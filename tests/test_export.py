@@ -215,6 +215,10 @@ def test_manifest_detects_tampering(tmp_path):
 
 
 # ---------------------------------------------------------------- end to end with Keras (slow)
+# Trained models take the default settings' input: their width and a full window's frames.
+N_FEATURES, WINDOW = DEFAULT_SETTINGS.n_features, DEFAULT_SETTINGS.window_frames
+
+
 def make_training_dir(root: Path, cell: str, seed: int = 0, **config) -> Path:
     """A tiny trained model in the training output contract layout (COMMON.md contract 1)."""
     keras = pytest.importorskip("keras")
@@ -222,16 +226,16 @@ def make_training_dir(root: Path, cell: str, seed: int = 0, **config) -> Path:
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    model_config = ModelConfig(cell=cell, units=config.pop("units", 8), **config)
+    model_config = ModelConfig(cell=cell, units=config.pop("units", 8), n_features=N_FEATURES, **config)
     model = build_model(model_config)
     model.compile(optimizer="adam", loss="binary_crossentropy")
-    x = rng.standard_normal((32, 94, 13)).astype(np.float32)
+    x = rng.standard_normal((32, WINDOW, N_FEATURES)).astype(np.float32)
     y = (x[:, :, 0].mean(axis=1) > 0).astype(np.float32)
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
     directory = root / cell
     directory.mkdir(parents=True)
     model.save(directory / "model.keras")
-    windows = [rng.standard_normal((n, 13)).astype(np.float32) for n in [94] * 12 + [40, 61, 94, 20]]
+    windows = [rng.standard_normal((n, N_FEATURES)).astype(np.float32) for n in [WINDOW] * 12 + [40, 61, WINDOW, 20]]
     labels = rng.integers(0, 2, len(windows))
     np.savez(directory / "parity_windows.npz", **{f"features_{i}": w for i, w in enumerate(windows)},
              labels=labels, clips=np.arange(len(windows)) // 2)
@@ -283,7 +287,7 @@ def test_export_trained_model_end_to_end(tmp_path, cell, config):
     import keras
 
     model = keras.saving.load_model(source / "model.keras", compile=False)
-    x = np.random.default_rng(7).standard_normal((4, 94, 13)).astype(np.float32)
+    x = np.random.default_rng(7).standard_normal((4, WINDOW, N_FEATURES)).astype(np.float32)
     onnx_out = session.run(None, {"features": x})[0]
     assert onnx_out.shape == (4, 1)
     np.testing.assert_allclose(onnx_out, np.asarray(model(x, training=False)), atol=1e-5)

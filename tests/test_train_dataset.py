@@ -37,9 +37,9 @@ def test_clean_variant_equals_the_runtime_pipeline(tmp_path, rng):
     for index, rec in enumerate(recs):
         y, _ = load_audio(rec.path)
         expected = [w.features for w in window_inputs(y, SETTINGS) if w.features is not None]
-        got = [f for f, r in zip(result.windows.features, result.windows.recording) if r == index]
+        got = [f for f, r in zip(result.windows.features, result.windows.recording, strict=True) if r == index]
         assert len(got) == len(expected)
-        for a, b in zip(got, expected):
+        for a, b in zip(got, expected, strict=True):
             np.testing.assert_array_equal(a, b)
 
 
@@ -51,11 +51,11 @@ def test_second_extraction_is_a_cache_hit_with_identical_features(tmp_path, rng)
     second = extract(recs, SETTINGS, config, variants=1, cache_dir=tmp_path / "cache", workers=1, progress=False)
     assert second.computed == 0 and second.cache_hits == 2 * len(recs)
     assert len(first.windows) == len(second.windows)
-    for a, b in zip(first.windows.features, second.windows.features):
+    for a, b in zip(first.windows.features, second.windows.features, strict=True):
         np.testing.assert_array_equal(a, b)
     # Augmented windows differ from clean ones.
-    clean = [f for f, v in zip(first.windows.features, first.windows.variant) if v == 0]
-    noisy = [f for f, v in zip(first.windows.features, first.windows.variant) if v == 1]
+    clean = [f for f, v in zip(first.windows.features, first.windows.variant, strict=True) if v == 0]
+    noisy = [f for f, v in zip(first.windows.features, first.windows.variant, strict=True) if v == 1]
     assert noisy and not np.allclose(clean[0][: noisy[0].shape[0]], noisy[0][: clean[0].shape[0]])
 
 
@@ -63,11 +63,12 @@ def test_cache_key_depends_on_settings_augmentation_and_content():
     base = cache_key("a" * 64, SETTINGS, AugmentConfig(), 1, 0)
     assert base == cache_key("a" * 64, SETTINGS, AugmentConfig(), 1, 0)
     assert base != cache_key("b" * 64, SETTINGS, AugmentConfig(), 1, 0)
-    assert base != cache_key("a" * 64, SETTINGS.with_changes(feature_norm="cmn"), AugmentConfig(), 1, 0)
+    assert base != cache_key("a" * 64, SETTINGS.with_changes(feature_norm="cmvn"), AugmentConfig(), 1, 0)
     assert base != cache_key("a" * 64, SETTINGS, AugmentConfig(p_noise=0.9), 1, 0)
     assert base != cache_key("a" * 64, SETTINGS, AugmentConfig(), 2, 0)
     # The clean variant does not depend on the augmentation recipe.
-    assert cache_key("a" * 64, SETTINGS, AugmentConfig(), 0, 0) == cache_key("a" * 64, SETTINGS, AugmentConfig(p_eq=0), 0, 3)
+    assert cache_key("a" * 64, SETTINGS, AugmentConfig(), 0, 0) == \
+        cache_key("a" * 64, SETTINGS, AugmentConfig(p_eq=0), 0, 3)
 
 
 def test_batches_have_one_length_and_balanced_strata(tmp_path, rng):
@@ -78,7 +79,7 @@ def test_batches_have_one_length_and_balanced_strata(tmp_path, rng):
     maker = BatchMaker(data, config, np.random.default_rng(0))
     labels, lengths = [], set()
     for x, y, _ in maker.epoch():
-        assert x.ndim == 3 and x.shape[0] == 16 and x.shape[2] == SETTINGS.n_mfcc
+        assert x.ndim == 3 and x.shape[0] == 16 and x.shape[2] == SETTINGS.n_features
         assert np.all(np.isfinite(x))
         assert config.crop_min_frames - 4 <= x.shape[1] <= config.crop_max_frames
         labels.append(y)
@@ -102,7 +103,7 @@ def test_worker_processes_give_the_same_features(tmp_path, rng):
     one = extract(recs, SETTINGS, config, variants=1, cache_dir=tmp_path / "c1", workers=1, progress=False)
     two = extract(recs, SETTINGS, config, variants=1, cache_dir=tmp_path / "c2", workers=2, progress=False)
     assert two.computed == len(recs) and len(one.windows) == len(two.windows)
-    for a, b in zip(one.windows.features, two.windows.features):
+    for a, b in zip(one.windows.features, two.windows.features, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

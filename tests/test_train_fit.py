@@ -18,8 +18,9 @@ def _toy_set(rng: np.random.Generator, n: int = 128) -> TrainSet:
     y = np.tile([0.0, 1.0], n // 2).astype(np.float32)
     corpus = np.repeat([0, 1], n // 2)
     features = []
-    for label, source in zip(y, corpus):
-        x = 0.3 * rng.standard_normal((40, 13)).astype(np.float32)
+    width = preset("default").features.n_features
+    for label, source in zip(y, corpus, strict=True):
+        x = 0.3 * rng.standard_normal((40, width)).astype(np.float32)
         x[:, 2] += 1.5 * label * (-1.0) ** np.arange(40)
         x[:, 5] += 0.5 * source  # a corpus marker for the adversary to find
         features.append(x)

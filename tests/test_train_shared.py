@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.settings import FeatureSettings
+
 
 def _pick(shared: Path, tmp: Path) -> Path:
     """A small <root>/<label>/ corpus of symlinks to shared files (nothing is copied)."""
@@ -47,7 +49,8 @@ def test_tiny_training_writes_reports_models_and_mlflow_run(shared_data, tmp_pat
     assert len(training["data_manifest_sha256"]) == 64
     assert (tmp_path / "out" / "gru" / "model.keras").stat().st_size > 0
     parity = np.load(tmp_path / "out" / "gru" / "parity_windows.npz")
-    assert parity.files and all(parity[k].ndim == 2 and parity[k].shape[1] == 13 for k in parity.files)
+    width = FeatureSettings.from_dict(training["feature_settings"]).n_features
+    assert parity.files and all(parity[k].ndim == 2 and parity[k].shape[1] == width for k in parity.files)
     report = next((tmp_path / "reports").glob("gru_*"))
     metrics = json.loads((report / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and np.isfinite(metrics["test"]["roc_auc"])
