@@ -46,8 +46,8 @@ class FeatureSettings:
     min_speech_seconds: float = 0.5
     # Speech detection: only speech frames reach the model
     vad: bool = True
-    vad_energy_dbfs: float = -55.0
-    vad_voicing: float = 0.45
+    vad_energy_dbfs: float = -70.0
+    vad_voicing: float = 0.5
     vad_hangover_seconds: float = 0.12
     vad_min_region_seconds: float = 0.1
     schema: int = SCHEMA_VERSION

@@ -232,13 +232,15 @@ def test_pitch_of_voiced_sounds(make, f0):
     assert np.median(stats.voicing) > 0.8
 
 
-@pytest.mark.parametrize("exponent,voiced_share", [(0, 0.1), (1, 0.35)], ids=["white", "pink"])
+@pytest.mark.parametrize("exponent,voiced_share", [(0, 0.2), (1, 0.2)], ids=["white", "pink"])
 def test_noise_is_not_voiced(rng, exponent, voiced_share):
-    """Voices score above 0.8; noise about 0.3. Pink noise still passes the VAD's voicing threshold
-    in 20-25 % of frames (measured, 3 seeds): the speech detector's noise floor must reject it."""
+    """Voices score above 0.8; noise about 0.4. Some noise frames pass the voicing threshold on their
+    own (white ~15 %, measured), but never a run long enough to count as a speech region."""
     stats = analyse_frames((0.1 * coloured_noise(rng, 3 * SR, exponent)).astype(np.float32), S)
-    assert np.median(stats.voicing) < 0.4
+    assert np.median(stats.voicing) < 0.45
     assert np.mean(stats.voicing > S.vad_voicing) < voiced_share
+    run = int(round(S.vad_min_region_seconds / S.frame_seconds))
+    assert np.convolve(stats.voicing > S.vad_voicing, np.ones(run), "valid").max() < run
 
 
 @pytest.mark.parametrize("f0", [110, 220])
