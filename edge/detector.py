@@ -20,7 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from . import model as _model
-from .audio import iter_mono, prepare_array
+from .audio import iter_mono, prepare_array, sniff_suffix
 from .errors import ModelError
 from .metadata import ModelMetadata
 from .pipeline import WindowInput, aggregate, window_input, window_starts
@@ -200,6 +200,7 @@ class Detector:
         timings = {stage: 0.0 for stage in STAGES}
         start = time.perf_counter()
         path: str | None = None
+        warnings: list[str] = []
         if isinstance(source, np.ndarray):
             if sample_rate is None:
                 raise ValueError("predict(array) needs sample_rate=")
@@ -212,17 +213,20 @@ class Detector:
             return self._predict_bytes(bytes(source))
         else:
             path = os.fspath(source)
-            _, blocks = iter_mono(path, self.settings.sample_rate, timings=timings)
+            info, blocks = iter_mono(path, self.settings.sample_rate, timings=timings)
+            warnings = info.warnings  # filled while the blocks are decoded (e.g. a truncated file)
             name = Path(path).name
         timeline = _Timeline(self, timings)
         total = self._run_windows(blocks, timeline, timings, name)
         timeline.flush()
-        return self._result(timeline, total, timings, start, path)
+        result = self._result(timeline, total, timings, start, path)
+        result.warnings.extend(warnings)
+        return result
 
     def _predict_bytes(self, data: bytes) -> Prediction:
         # Decoders need a seekable file with a telling suffix; a temporary file is the portable way.
         with tempfile.TemporaryDirectory(prefix="gvd-") as folder:
-            path = Path(folder) / f"stdin{_guess_suffix(data[:16])}"
+            path = Path(folder) / f"stdin{sniff_suffix(data[:16]) or '.audio'}"
             path.write_bytes(data)
             result = self.predict(path)
         result.path = None
@@ -302,25 +306,6 @@ def _mixed(window_probabilities: list, threshold: float, margin: float = 0.3) ->
     """True when some windows are confidently female and others confidently male (two voices)."""
     probs = [p for p in window_probabilities if p is not None]
     return bool(probs) and max(probs) >= threshold + margin * (1 - threshold) and min(probs) <= threshold * (1 - margin)
-
-
-def _guess_suffix(head: bytes) -> str:
-    """File suffix for bytes of unknown origin (stdin), so the right decoder is tried first."""
-    if head.startswith(b"RIFF"):
-        return ".wav"
-    if head.startswith(b"fLaC"):
-        return ".flac"
-    if head.startswith(b"OggS"):
-        return ".ogg"
-    if head.startswith(b"FORM"):
-        return ".aiff"
-    if head[4:8] == b"ftyp":
-        return ".m4a"
-    if head.startswith(b"\x1aE\xdf\xa3"):
-        return ".webm"
-    if head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0):
-        return ".mp3"
-    return ".audio"
 
 
 __all__ = ["Detector", "LABELS", "Prediction", "Segment", "decide"]

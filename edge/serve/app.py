@@ -29,6 +29,7 @@ import click
 import numpy as np
 
 from .. import __version__
+from .. import audio
 from ..audio import AUDIO_EXTENSIONS
 from ..errors import AudioError, GvdError, MissingExtraError, ModelError, UnsupportedFormatError, require
 from .feedback import (
@@ -116,17 +117,7 @@ def _status_for(exc: BaseException) -> int:
 def sniff_suffix(path: Path) -> str | None:
     """The extension of a container recognised by its first bytes (for uploads without a usable name)."""
     with open(path, "rb") as handle:
-        head = handle.read(16)
-    signatures = ((b"RIFF", ".wav"), (b"fLaC", ".flac"), (b"OggS", ".ogg"), (b"\x1aE\xdf\xa3", ".webm"),
-                  (b"ID3", ".mp3"), (b"FORM", ".aiff"), (b"caff", ".caf"))
-    for magic, suffix in signatures:
-        if head.startswith(magic):
-            return suffix
-    if head[4:8] == b"ftyp":
-        return ".m4a"
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
-        return ".mp3"
-    return None
+        return audio.sniff_suffix(handle.read(audio.SNIFF_BYTES))
 
 
 def _jsonable(value: Any) -> Any:
