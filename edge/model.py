@@ -126,6 +126,8 @@ def resolve(model: str | os.PathLike | None) -> ModelRef:
         text = os.fspath(model)
         candidate = Path(text)
         if candidate.suffix.lower() == ".onnx" or os.sep in text or candidate.is_file():
+            if candidate.is_dir():
+                raise ModelError(f"{candidate}: is a directory, not a model file (.onnx)")
             if not candidate.is_file():
                 raise ModelError(f"{candidate}: no such model file")
             return ModelRef(candidate.stem, candidate.resolve(), None)
@@ -137,6 +139,8 @@ def resolve(model: str | os.PathLike | None) -> ModelRef:
         raise ModelError(f"{folder / MANIFEST_NAME}: no default model; choose one by name")
     entries = {entry["name"]: entry for entry in manifest["models"]}
     if name not in entries:
+        if Path(name).is_dir():
+            raise ModelError(f"{name}: is a directory, not a model file (.onnx)")
         raise ModelError(f"unknown model {name!r}; shipped models: {', '.join(entries) or 'none'} "
                          "(or pass the path of an .onnx file)")
     entry = entries[name]

@@ -222,3 +222,28 @@ def test_devices_lists_inputs_only(monkeypatch):
     assert result.stdout.startswith("*   1  USB Microphone")
     listed = json.loads(CliRunner().invoke(devices, ["--json"]).stdout)
     assert listed["index"] == 1 and listed["default_samplerate"] == 48000.0 and listed["default"] is True
+
+
+def test_listen_too_short_input_is_no_speech_too_short(fake_model, tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "tap.wav"
+    sf.write(path, voice(210, 0.1), 16000)
+    result = CliRunner().invoke(listen, ["--json", "--fast", "--input", str(path), "--model", str(fake_model)])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    decision = next(e for e in events if e["event"] == "decision")
+    assert (decision["label"], decision["reason"]) == ("no_speech", "too_short")
+    assert events[-1]["event"] == "end" and events[-1]["label"] == "no_speech"
+    text = CliRunner().invoke(listen, ["--fast", "--input", str(path), "--model", str(fake_model)])
+    assert text.exit_code == 0 and "no speech (too short)" in text.stdout
+
+
+def test_listen_input_says_the_file_is_truncated(fake_model, tmp_path):
+    data = (REPO / "models" / "samples" / "two_speakers.wav").read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    result = CliRunner().invoke(listen, ["--json", "--fast", "--input", str(cut), "--model", str(fake_model)])
+    assert result.exit_code == 0, result.output
+    end = json.loads(result.stdout.splitlines()[-1])
+    assert end["warnings"] == ["truncated: the header promises 13.35 s, the file holds 6.67 s"]
