@@ -96,6 +96,8 @@ class FakeStream:
         self._stop.set()
         self.active = False
 
+    abort = stop  # sounddevice's abort: stop without waiting for queued blocks
+
     def close(self):
         pass
 
