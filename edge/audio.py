@@ -114,11 +114,12 @@ def _downmix(samples: np.ndarray) -> np.ndarray:
     return samples.astype(np.float32, copy=False) @ weights
 
 
-def _check_finite(samples: np.ndarray, where: str) -> None:
+def _check_finite(samples: np.ndarray, name: str | None = None) -> None:
     # A float64 sum is finite exactly when every float32 sample is (no overflow is possible), and
     # costs less than a boolean mask of the whole block.
     if not np.isfinite(np.sum(samples, dtype=np.float64)):
-        raise InvalidSamplesError(f"{where}: the audio contains NaN or infinite samples")
+        prefix = f"{name}: " if name else ""
+        raise InvalidSamplesError(f"{prefix}the audio contains NaN or infinite samples")
 
 
 class ChunkResampler:
@@ -176,7 +177,7 @@ def prepare_array(samples: np.ndarray, sample_rate: int, target_rate: int = 1600
     samples = _to_float32(samples)
     if samples.size == 0:
         raise EmptyAudioError("the audio holds no samples")
-    _check_finite(samples, "the audio")
+    _check_finite(samples)
     return resample(_downmix(samples), int(sample_rate), target_rate)
 
 

@@ -489,6 +489,8 @@ def test_nan_message_names_the_file(tmp_path):
     sf.write(path, y, SR, subtype="FLOAT")
     with pytest.raises(InvalidSamplesError, match=r"^nan\.wav: the audio contains NaN or infinite samples$"):
         load_audio(path)
+    with pytest.raises(InvalidSamplesError, match=r"^the audio contains NaN or infinite samples$"):
+        prepare_array(y, SR)  # an array has no name: said once, not "the audio: the audio ..."
 
 
 def test_decoder_messages_do_not_leak_paths(tmp_path):
