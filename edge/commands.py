@@ -324,15 +324,25 @@ def file_chunks(path: str, realtime: bool, chunk_seconds: float = 0.1,
                 warnings: list[str] | None = None) -> Iterator[tuple[Any, int]]:
     """A file as (chunk, sample_rate) at its own rate, paced like a microphone unless ``realtime`` is False.
 
+    The file is opened here, so that a missing or unreadable file fails before anything is shown.
     ``warnings``, when given, receives the decoder's warnings (e.g. a truncated file) at the end.
     """
     from .audio import open_audio
 
     info, blocks = open_audio(path)
+    return _paced_chunks(info, blocks, realtime, chunk_seconds, warnings)
+
+
+def _paced_chunks(info: Any, blocks: Iterator[Any], realtime: bool, chunk_seconds: float,
+                  warnings: list[str] | None) -> Iterator[tuple[Any, int]]:
+    from .audio import _check_finite
+
+    name = Path(info.path).name
     step = max(1, int(info.sample_rate * chunk_seconds))
     started = time.monotonic()
     sent = 0
     for block in blocks:
+        _check_finite(block, name)  # said of the file, as 'gvd predict' does
         for offset in range(0, len(block), step):
             chunk = block[offset : offset + step]
             if realtime:
@@ -415,7 +425,7 @@ class _LiveDisplay:
 @click.option("--device", "-d", default=None, help="Input device index or part of its name (see 'gvd devices').")
 @click.option("--samplerate", type=click.IntRange(min=1000), default=None,
               help="Capture rate; default: the device's own (audio is resampled for the model).")
-@click.option("--input", "-i", "input_file", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--input", "-i", "input_file", default=None,
               help="Feed a file through the streaming path instead of a microphone (no sounddevice needed).")
 @click.option("--fast", is_flag=True, help="With --input: as fast as possible instead of real time.")
 @click.option("--model", "-m", default=None, help="Shipped model name or .onnx path.")
@@ -453,7 +463,7 @@ def listen(device: str | None, samplerate: int | None, input_file: str | None, f
             if samplerate and samplerate != mic.samplerate:
                 click.echo(f"note: {mic.name} refused {samplerate} Hz; capturing at {mic.samplerate} Hz "
                            "and resampling", err=True)
-    except GvdError as exc:
+    except (GvdError, OSError) as exc:  # OSError: a missing file or a folder given to --input
         raise _fail(exc) from exc
     display = _LiveDisplay(json_lines, lang)
     if json_lines:

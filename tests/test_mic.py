@@ -249,3 +249,17 @@ def test_listen_input_says_the_file_is_truncated(fake_model, tmp_path):
     assert result.exit_code == 0, result.output
     end = json.loads(result.stdout.splitlines()[-1])
     assert end["warnings"] == ["truncated: the header promises 13.35 s, the file holds 6.67 s"]
+
+
+def test_listen_input_errors_read_like_predict(fake_model, tmp_path):
+    import soundfile as sf
+
+    missing = CliRunner().invoke(listen, ["--fast", "--input", str(tmp_path / "gone.wav"), "--model", str(fake_model)])
+    assert missing.exit_code == 1 and f"{tmp_path / 'gone.wav'}: no such file" in missing.stderr
+    folder = CliRunner().invoke(listen, ["--fast", "--input", str(tmp_path), "--model", str(fake_model)])
+    assert folder.exit_code == 1 and "is a folder, not an audio file" in folder.stderr
+    y = voice(210, 3.0)
+    y[100] = np.nan
+    sf.write(tmp_path / "nan.wav", y, 16000, subtype="FLOAT")
+    nan = CliRunner().invoke(listen, ["--fast", "--input", str(tmp_path / "nan.wav"), "--model", str(fake_model)])
+    assert nan.exit_code == 1 and "nan.wav: the audio contains NaN or infinite samples" in nan.stderr
