@@ -262,7 +262,8 @@ def _soundfile_blocks(path: Path, block_seconds: float):
                     reached = handle.tell()
                     count = reached - decoded if decoded <= reached <= decoded + len(out) else 0
                     if decoded + count == 0:
-                        raise CorruptAudioError(f"{path.name}: damaged audio file ({_libsndfile_reason(exc)})") from None
+                        reason = _libsndfile_reason(exc)
+                        raise CorruptAudioError(f"{path.name}: damaged audio file ({reason})") from None
                     info.warnings.append(
                         f"truncated or damaged: decoding stopped at {(decoded + count) / rate:.2f} s of "
                         f"{stated / rate:.2f} s ({_libsndfile_reason(exc)})")

@@ -205,7 +205,8 @@ class _Output:
         self.width = min(max([len(p) for p in paths] + [4]), 60)
         if fmt == "csv":
             self._csv = csv.writer(sys.stdout, lineterminator="\n")
-            self._fields = self.CSV_FIELDS if lang == "en" else (*self.CSV_FIELDS[:2], "label_text", *self.CSV_FIELDS[2:])
+            translated = (*self.CSV_FIELDS[:2], "label_text", *self.CSV_FIELDS[2:])
+            self._fields = self.CSV_FIELDS if lang == "en" else translated
             self._csv.writerow(self._fields)
         elif fmt == "table":
             label_width = max(len(v) for v in self.labels.values())

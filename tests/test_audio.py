@@ -536,4 +536,5 @@ def test_unreadable_file_is_a_specific_error(open_folder):
         "import sys\nfrom edge.audio import load_audio\n"
         "try:\n    load_audio(sys.argv[1])\nexcept Exception as exc:\n    print(type(exc).__name__, exc)\n",
         str(path))
-    assert out.stdout.strip() == "UnreadableFileError locked.wav: permission denied (the file cannot be read)", out.stderr
+    expected = "UnreadableFileError locked.wav: permission denied (the file cannot be read)"
+    assert out.stdout.strip() == expected, out.stderr
