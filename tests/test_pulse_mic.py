@@ -3,7 +3,9 @@ sounddevice -> ``gvd listen``.
 
 Each test starts its own PulseAudio server (no daemon, no D-Bus, a private socket) with a virtual
 microphone: ``module-pipe-source`` reads 48 kHz PCM from a FIFO that the test fills at real-time pace
-with the bundled two-speaker clip. An ``.asoundrc`` in the server's home names that source as an ALSA
+with the bundled two-speaker clip. It is the server's only source: PulseAudio moves a recording whose
+source disappears to any other source (the monitor of a sink, a built-in microphone), and gvd then
+hears that one, so an unplug can only be seen when nothing is left to fall back on. An ``.asoundrc`` in the server's home names that source as an ALSA
 device, so PortAudio lists it like any sound card. Needs Debian's ``pulseaudio``, ``libportaudio2``
 and ``libasound2-plugins`` (``.ci/run`` installs them).
 """
@@ -64,7 +66,6 @@ class PulseServer:
         self.process = subprocess.Popen(
             ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disable-shm=yes",
              "--log-target=stderr", "-L", f"module-native-protocol-unix socket={self.socket} auth-anonymous=1",
-             "-L", "module-null-sink sink_name=gvd_null",
              "-L", f"module-pipe-source source_name=gvd_pipe file={self.fifo} format=s16le rate={RATE} channels=1"],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT, cwd=home)
         deadline = time.monotonic() + 15
@@ -197,3 +198,16 @@ def test_unplugged_source_ends_listen_with_an_error(pulse, clip_pcm):
     assert end["event"] == "end" and end["reason"] == "device lost", end
     assert end["seconds"] > 2.0
     assert DEVICE in err and ("unplugged" in err or "stopped" in err), err
+
+
+def test_source_that_stops_delivering_ends_listen_instead_of_hanging(pulse):
+    """The microphone stays listed but no audio comes (its writer died, a USB hub stalled): PortAudio's
+    stop() would wait for the capture thread forever; gvd must give up, say so, and exit."""
+    listen, _ = start_listening(pulse)
+    pulse.feed(bytes(2 * RATE * 3))  # 3 s of silence, then nothing
+    stalled = time.monotonic()
+    events, err = finish(listen, timeout=30)
+    assert listen.returncode == 1, (events[-3:], err)
+    assert time.monotonic() - stalled < 15
+    assert events[-1]["event"] == "end" and events[-1]["reason"] == "device lost", events[-1]
+    assert f"no audio from '{DEVICE}'" in err and "unplugged" in err, err
