@@ -15,7 +15,8 @@ every probability must agree within the tolerance. Prints PASS or FAIL; exits 0 
 2 when the check cannot run here (not root, no network, no aarch64 emulation).
 
 The arm64 root is built once (about 5-10 minutes, needs deb.debian.org and pypi.org) and cached;
-later runs only reinstall gvd and take about a minute.
+later runs only reinstall gvd and take about a minute. Nothing needs to be installed beforehand:
+both sides install the same wheel of this checkout, the native side into a throwaway venv.
 
 Options:
   --root DIR         cached arm64 root (default: $GVD_PI_ROOT, else /var/cache/gvd-pi-root)
@@ -24,8 +25,10 @@ Options:
                      synthesised with flite into a temporary folder)
   --models LIST      comma-separated shipped model names or .onnx paths (default: every
                      model in models/manifest.json)
-  --host-python PY   Python with gvd installed used for the native run
-                     (default: .venv/bin/python of the repo if present, else python3)
+  --host-python PY   Python with gvd installed used for the native run (default: a throwaway
+                     venv in a temporary folder with this checkout's wheel, deleted on exit)
+  --native-only      only the native side: install this checkout into a throwaway venv and
+                     predict the clips (no root, no emulation; a quick check of a fresh clone)
   --tolerance X      largest allowed probability difference (default: 1e-4)
   --mirror URL       Debian mirror (default: http://deb.debian.org/debian)
   -h, --help         show this help
@@ -41,6 +44,7 @@ REBUILD=0
 CLIPS=""
 MODELS=""
 HOST_PY=""
+NATIVE_ONLY=0
 TOL="1e-4"
 MIRROR="http://deb.debian.org/debian"
 SUITE="bookworm"
@@ -54,6 +58,7 @@ while [[ $# -gt 0 ]]; do
     --clips) CLIPS="$2"; shift 2 ;;
     --models) MODELS="$2"; shift 2 ;;
     --host-python) HOST_PY="$2"; shift 2 ;;
+    --native-only) NATIVE_ONLY=1; shift ;;
     --tolerance) TOL="$2"; shift 2 ;;
     --mirror) MIRROR="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -65,6 +70,47 @@ say() { printf '[pi-check %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 cannot_run() { echo "pi_check: CANNOT RUN: $*" >&2; exit 2; }
 
 START=$(date +%s)
+
+# --- the native side: this checkout's wheel, installed into a throwaway venv -------------------------
+# (a fresh clone has nothing installed: running `python3 -m edge` there fails with "No module named edge")
+prepare_native() {  # sets WHEEL and HOST_PY; needs $WORK
+  local build_py="${HOST_PY:-}"
+  if [[ -z "$HOST_PY" ]]; then
+    command -v python3 >/dev/null || cannot_run "python3 is not installed (apt-get install python3 python3-venv)"
+    say "creating a throwaway venv for the native run ($WORK/host-venv)"
+    python3 -m venv "$WORK/host-venv" > "$WORK/venv.log" 2>&1 \
+      || { tail -n 5 "$WORK/venv.log" >&2; cannot_run "python3 -m venv failed (apt-get install python3-venv)"; }
+    build_py="$WORK/host-venv/bin/python"
+  fi
+  say "building a wheel of $REPO"
+  mkdir -p "$WORK/wheel"
+  "$build_py" -m pip wheel -q --no-deps --disable-pip-version-check -w "$WORK/wheel" "$REPO" > "$WORK/wheel.log" 2>&1 \
+    || { tail -n 20 "$WORK/wheel.log" >&2; cannot_run "could not build a wheel of the repository"; }
+  WHEEL="$(ls "$WORK/wheel"/*.whl | head -n 1)"
+  if [[ -z "$HOST_PY" ]]; then
+    say "installing $(basename "$WHEEL") and the base runtime into the throwaway venv"
+    "$build_py" -m pip install -q --disable-pip-version-check --only-binary=:all: "$WHEEL" > "$WORK/host-pip.log" 2>&1 \
+      || { tail -n 20 "$WORK/host-pip.log" >&2; cannot_run "pip could not install gvd natively (network to pypi.org?)"; }
+    HOST_PY="$build_py"
+  fi
+  "$HOST_PY" -c "import edge" 2>/dev/null || cannot_run "$HOST_PY cannot import gvd (edge); pass --host-python"
+}
+audio_in() { find "$1" -maxdepth 1 -type f \( -iname '*.wav' -o -iname '*.flac' \) | sort; }
+
+if [[ $NATIVE_ONLY -eq 1 ]]; then
+  WORK="$(mktemp -d /tmp/gvd-pi-check.XXXXXX)"
+  trap 'rm -rf "$WORK"' EXIT
+  prepare_native
+  CLIPS="${CLIPS:-$REPO/models/samples}"
+  mapfile -t clip_files < <(audio_in "$CLIPS")
+  [[ ${#clip_files[@]} -gt 0 ]] || cannot_run "no .wav or .flac clips in $CLIPS"
+  (cd "$WORK" && "$HOST_PY" -m edge predict --json "${clip_files[@]}") > "$WORK/native.json" \
+    || { echo "FAIL: gvd predict failed natively from the throwaway venv"; exit 1; }
+  labelled=$(grep -c '"label"' "$WORK/native.json" || true)
+  [[ "$labelled" -eq ${#clip_files[@]} ]] || { echo "FAIL: $labelled of ${#clip_files[@]} clips classified"; exit 1; }
+  echo "PASS (native only): a fresh install of this checkout classified ${#clip_files[@]} clips ($(( $(date +%s) - START )) s)"
+  exit 0
+fi
 ROOT="$(realpath -m "$ROOT")"
 case "$ROOT/" in
   "$REPO"/*) cannot_run "the arm64 root must not live inside the repository ($ROOT)";;
@@ -75,6 +121,8 @@ esac
 # --- tools ---------------------------------------------------------------------------------------
 need_pkgs=()
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+[[ -n "$HOST_PY" ]] || python3 -c 'import ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 [[ -e /usr/bin/qemu-aarch64-static || "$(uname -m)" == "aarch64" ]] || need_pkgs+=(qemu-user-static)
 command -v update-binfmts >/dev/null || need_pkgs+=(binfmt-support)
 if [[ ${#need_pkgs[@]} -gt 0 ]]; then
@@ -186,17 +234,8 @@ else
   say "reusing the cached arm64 root $ROOT (--rebuild to start over)"
 fi
 
-# --- a wheel of this repo, installed into the root --------------------------------------------------
-if [[ -z "$HOST_PY" ]]; then
-  if [[ -x "$REPO/.venv/bin/python" ]]; then HOST_PY="$REPO/.venv/bin/python"; else HOST_PY=python3; fi
-fi
-"$HOST_PY" -c "import edge" 2>/dev/null || cannot_run "$HOST_PY cannot import gvd (edge); pass --host-python"
-
-say "building a wheel of $REPO"
-mkdir -p "$WORK/wheel"
-"$HOST_PY" -m pip wheel -q --no-deps --disable-pip-version-check -w "$WORK/wheel" "$REPO" > "$WORK/wheel.log" 2>&1 \
-  || { tail -n 20 "$WORK/wheel.log" >&2; cannot_run "could not build a wheel of the repository"; }
-WHEEL="$(ls "$WORK/wheel"/*.whl | head -n 1)"
+# --- a wheel of this repo, installed natively (throwaway venv) and into the root ----------------------
+prepare_native
 share_network "$ROOT"
 mount_into "$ROOT"
 rm -rf "$ROOT/tmp/gvd-check"; mkdir -p "$ROOT/tmp/gvd-check/clips"
@@ -212,7 +251,6 @@ print(\"arm64 root:\", platform.machine(), \"Python\", sys.version.split()[0], \
   || { echo "FAIL: numpy/onnxruntime do not import on arm64"; exit 1; }
 
 # --- clips ------------------------------------------------------------------------------------------
-audio_in() { find "$1" -maxdepth 1 -type f \( -iname '*.wav' -o -iname '*.flac' \) | sort; }
 if [[ -z "$CLIPS" ]]; then
   if [[ -n "$(audio_in "$REPO/models/samples" 2>/dev/null)" ]]; then
     CLIPS="$REPO/models/samples"

@@ -2,15 +2,17 @@
 
 WAV/FLAC/OGG go through soundfile (libsndfile); AAC/Opus/MP3/MP4 go through PyAV (FFmpeg's
 libraries in a wheel, the ``[formats]`` extra), decoding packet by packet so that one damaged frame
-is skipped instead of failing the file. Resampling uses soxr, a band-limited high-quality
-resampler. Long files are read in blocks, so memory stays bounded whatever their length.
+is skipped instead of failing the file. A truncated file gives what it holds and says so in
+``AudioInfo.warnings``. Resampling uses one soxr stream (:class:`ChunkResampler`) for files, arrays and
+live audio alike. Long files are read in blocks, so memory stays bounded whatever their length.
+:func:`sniff_suffix` is the one table of container signatures (stdin, uploads, 'damaged or not audio').
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -21,6 +23,7 @@ from .errors import (
     EmptyAudioError,
     InvalidSamplesError,
     NotAudioError,
+    UnreadableFileError,
     UnsupportedFormatError,
 )
 
@@ -28,6 +31,32 @@ SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au",
 PYAV_EXTENSIONS = {".m4a", ".mp4", ".aac", ".opus", ".mp3", ".webm", ".mka", ".mkv", ".wma", ".3gp", ".amr"}
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | PYAV_EXTENSIONS
 BLOCK_SECONDS = 10.0
+# soxr's "HQ", as the models were trained with. Measured on the bundled clips: "MQ" saves under 10 % of
+# the resampling time and moves samples by up to 1.4e-3, "VHQ" costs about 50 % more and moves them by
+# up to 1.6e-3; either would change model inputs beyond 1e-5 for no audible gain.
+RESAMPLE_QUALITY = "HQ"
+# An axis this short is a channel axis: tells (channels, samples) arrays from (samples, channels).
+MAX_CHANNELS = 32
+SNIFF_BYTES = 16
+
+# First bytes of the containers we know -> the extension whose decoder reads them.
+_SIGNATURES = ((b"RIFF", ".wav"), (b"RF64", ".wav"), (b"fLaC", ".flac"), (b"OggS", ".ogg"), (b"FORM", ".aiff"),
+               (b"caff", ".caf"), (b".snd", ".au"), (b"\x1aE\xdf\xa3", ".webm"), (b"#!AMR", ".amr"),
+               (b"ID3", ".mp3"))
+
+
+def sniff_suffix(head: bytes) -> str | None:
+    """The extension of the container whose first bytes ``head`` are (16 are enough), or None."""
+    for magic, suffix in _SIGNATURES:
+        if head.startswith(magic):
+            return suffix
+    if head[4:8] == b"ftyp":
+        return ".m4a"
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF0) == 0xF0 and (head[1] & 0x06) == 0:
+        return ".aac"  # ADTS: frame sync with layer bits 00
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
+        return ".mp3"  # MPEG audio frame sync
+    return None
 
 
 @dataclass(frozen=True)
@@ -39,7 +68,9 @@ class AudioInfo:
     codec: str
     sample_rate: int
     channels: int
-    duration: float
+    duration: float  # as the header states it
+    # Problems that did not stop decoding (e.g. a truncated file); complete once the blocks are consumed.
+    warnings: list[str] = field(default_factory=list, compare=False)
 
 
 def _to_float32(samples: np.ndarray) -> np.ndarray:
@@ -55,91 +86,202 @@ def _to_float32(samples: np.ndarray) -> np.ndarray:
     raise InvalidSamplesError(f"unsupported sample type {samples.dtype}")
 
 
-def _downmix(samples: np.ndarray) -> np.ndarray:
-    """(frames, channels) or (frames,) to mono by averaging channels."""
+def _channels_last(samples: np.ndarray) -> np.ndarray:
+    """(samples,) or (samples, channels); a (channels, samples) array is transposed, a shape that is
+    neither is refused (a short axis is the channel axis, so (2, 48000) is stereo, not 48000 channels)."""
     if samples.ndim == 1:
         return samples
     if samples.ndim != 2:
         raise InvalidSamplesError(f"expected audio of shape (samples,) or (samples, channels), got {samples.shape}")
-    return samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
+    rows, columns = samples.shape
+    if rows <= MAX_CHANNELS < columns:
+        return samples.T
+    if columns > MAX_CHANNELS:
+        raise InvalidSamplesError(
+            f"audio of shape {samples.shape} is ambiguous: neither axis is a channel axis (at most "
+            f"{MAX_CHANNELS}); pass (samples, channels)")
+    return samples
 
 
-def _check_finite(samples: np.ndarray, where: str) -> None:
-    if not np.all(np.isfinite(samples)):
-        raise InvalidSamplesError(f"{where} contains NaN or infinite samples")
+def _downmix(samples: np.ndarray) -> np.ndarray:
+    """(frames, channels), (channels, frames) or (frames,) to mono by averaging channels."""
+    samples = _channels_last(samples)
+    if samples.ndim == 1:
+        return samples
+    if samples.shape[1] == 1:
+        return samples[:, 0]
+    # A matrix-vector product: 3x faster than mean(axis=1) on interleaved frames, same values within 1e-7.
+    weights = np.full(samples.shape[1], 1.0 / samples.shape[1], dtype=np.float32)
+    return samples.astype(np.float32, copy=False) @ weights
 
 
-class _Resampler:
-    """Streaming soxr resampler; passes audio through untouched when the rates already match."""
+def _check_finite(samples: np.ndarray, name: str | None = None) -> None:
+    if not np.isfinite(samples).all():
+        prefix = f"{name}: " if name else ""
+        raise InvalidSamplesError(f"{prefix}the audio contains NaN or infinite samples")
 
-    def __init__(self, in_rate: int, out_rate: int):
-        self.passthrough = in_rate == out_rate
-        if not self.passthrough:
-            import soxr
 
-            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
+class ChunkResampler:
+    """Streaming soxr resampler to ``out_rate`` that follows the input rate (a new device may bring a
+    new rate); passes audio through untouched when the rates match. Files, arrays and streams all
+    resample through it, so they agree sample for sample."""
 
-    def __call__(self, mono: np.ndarray, last: bool = False) -> np.ndarray:
-        if self.passthrough:
-            return mono
-        return self._stream.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)
+    def __init__(self, out_rate: int, quality: str = RESAMPLE_QUALITY):
+        self.out_rate = out_rate
+        self.quality = quality
+        self.in_rate: int | None = None
+        self._stream = None
+
+    def __call__(self, mono: np.ndarray, rate: int) -> np.ndarray:
+        parts = []
+        if rate != self.in_rate:
+            parts.append(self.finish())
+            self.in_rate = rate
+            if rate != self.out_rate:
+                import soxr
+
+                self._stream = soxr.ResampleStream(rate, self.out_rate, 1, dtype="float32", quality=self.quality)
+        if self._stream is None:
+            parts.append(mono)
+        else:
+            parts.append(self._stream.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32)))
+        return np.concatenate(parts) if len(parts) > 1 and parts[0].size else parts[-1]
+
+    def finish(self) -> np.ndarray:
+        """The samples soxr still holds back (its filter delay); the stream is then closed."""
+        out = np.zeros(0, dtype=np.float32)
+        if self._stream is not None:
+            out = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        self._stream = None
+        self.in_rate = None
+        return out
 
 
 def resample(samples: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
-    """Band-limited resampling of a mono signal (soxr, high quality)."""
+    """Band-limited resampling of a whole mono signal (the same soxr stream as files and live audio)."""
+    samples = np.asarray(samples, dtype=np.float32)
     if in_rate == out_rate:
-        return np.asarray(samples, dtype=np.float32)
-    import soxr
-
-    return soxr.resample(np.asarray(samples, dtype=np.float32), in_rate, out_rate, quality="HQ").astype(np.float32)
+        return samples
+    resampler = ChunkResampler(out_rate)
+    head = resampler(samples, in_rate)
+    tail = resampler.finish()
+    return np.concatenate([head, tail]) if tail.size else head
 
 
 def prepare_array(samples: np.ndarray, sample_rate: int, target_rate: int = 16000) -> np.ndarray:
-    """Validate, down-mix and resample an in-memory signal of shape (samples,) or (samples, channels)."""
+    """Validate, down-mix and resample an in-memory signal of shape (samples,) or (samples, channels)
+    ((channels, samples) is recognised when one axis is at most 32 long)."""
     if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise InvalidSamplesError(f"sample rate must be a positive integer, got {sample_rate!r}")
     samples = _to_float32(samples)
     if samples.size == 0:
         raise EmptyAudioError("the audio holds no samples")
-    _check_finite(samples, "the audio")
+    _check_finite(samples)
     return resample(_downmix(samples), int(sample_rate), target_rate)
 
 
-def _looks_like_audio(path: Path) -> bool:
-    """Cheap sniff of the first bytes for containers we know, to tell 'not audio' from 'damaged'."""
+def _read_head(path: Path) -> bytes:
+    """The first bytes of a file; the one place that says a file cannot be read at all."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(SNIFF_BYTES)
+    except PermissionError:
+        raise UnreadableFileError(f"{path.name}: permission denied (the file cannot be read)") from None
+    except OSError as exc:
+        raise UnreadableFileError(f"{path.name}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _looks_like_audio(head: bytes) -> bool:
+    """Tells 'not audio' from 'damaged audio' for a file no decoder could open."""
+    return sniff_suffix(head) is not None
+
+
+def _libsndfile_reason(exc: Exception) -> str:
+    """libsndfile's own words, without the (possibly temporary) path it prefixes them with."""
+    return str(getattr(exc, "error_string", None) or exc).strip()
+
+
+def _wav_promised_frames(path: Path) -> int | None:
+    """Frames a RIFF/WAVE header promises (its data chunk size), None when it does not say."""
+    import struct
+
     with open(path, "rb") as handle:
-        head = handle.read(16)
-    signatures = (b"RIFF", b"fLaC", b"OggS", b"ID3", b"FORM", b"\x1aE\xdf\xa3", b".snd", b"caff")
-    if head.startswith(signatures) or head[4:8] == b"ftyp":
-        return True
-    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # MPEG frame sync
+        if handle.read(12)[8:12] != b"WAVE":
+            return None
+        block_align = None
+        for _ in range(64):  # chunks before 'data': fmt, LIST, fact, ...
+            header = handle.read(8)
+            if len(header) < 8:
+                return None
+            chunk, size = header[:4], struct.unpack("<I", header[4:])[0]
+            if chunk == b"fmt ":
+                fmt = handle.read(min(size, 16))
+                block_align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else None
+                handle.seek(size - len(fmt) + (size & 1), os.SEEK_CUR)
+            elif chunk == b"data":
+                # 0 and 0xFFFFFFFF are what streaming writers leave when they cannot seek back.
+                if not block_align or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            else:
+                handle.seek(size + (size & 1), os.SEEK_CUR)
+    return None
 
 
-def _soundfile_blocks(path: Path, block_frames: int):
+def _truncation_warning(promised: int, present: int, rate: int) -> str:
+    return f"truncated: the header promises {promised / rate:.2f} s, the file holds {present / rate:.2f} s"
+
+
+def _soundfile_blocks(path: Path, block_seconds: float):
     import soundfile as sf
 
     try:
         handle = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
         return None, exc
-    info = AudioInfo(str(path), handle.format, handle.subtype, handle.samplerate, handle.channels,
-                     handle.frames / float(handle.samplerate) if handle.samplerate else 0.0)
+    rate = handle.samplerate
+    info = AudioInfo(str(path), handle.format, handle.subtype, rate, handle.channels,
+                     handle.frames / float(rate) if rate else 0.0)
+    stated = handle.frames
+    if handle.format == "WAV":
+        # libsndfile trims the frame count of a cut WAV to what the file holds; the header still says more.
+        promised = _wav_promised_frames(path)
+        if promised is not None and promised > stated:
+            info.warnings.append(_truncation_warning(promised, stated, rate))
+    block_frames = max(1, int(rate * block_seconds))
 
     def blocks():
+        decoded = 0
         with handle:
             while True:
+                # Read straight into a fresh buffer: on a decoding error libsndfile has already filled
+                # it up to the frame it choked on, and tell() says how far that was.
+                out = np.empty((min(block_frames, max(stated - decoded, 1)), handle.channels), np.float32)
                 try:
-                    data = handle.read(block_frames, dtype="float32", always_2d=True)
+                    count = len(handle.read(out=out))
                 except (sf.LibsndfileError, RuntimeError) as exc:
-                    raise CorruptAudioError(f"{path.name}: decoding failed part-way: {exc}") from exc
-                if not len(data):
+                    reached = handle.tell()
+                    count = reached - decoded if decoded <= reached <= decoded + len(out) else 0
+                    if decoded + count == 0:
+                        reason = _libsndfile_reason(exc)
+                        raise CorruptAudioError(f"{path.name}: damaged audio file ({reason})") from None
+                    info.warnings.append(
+                        f"truncated or damaged: decoding stopped at {(decoded + count) / rate:.2f} s of "
+                        f"{stated / rate:.2f} s ({_libsndfile_reason(exc)})")
+                    if count:
+                        yield out[:count]
                     return
-                yield data
+                if not count:
+                    break
+                decoded += count
+                yield out[:count]
+        if 0 < decoded < stated:
+            info.warnings.append(_truncation_warning(stated, decoded, rate))
 
     return info, blocks()
 
 
-def _pyav_blocks(path: Path):
+def _pyav_blocks(path: Path, head: bytes):
     try:
         import av
     except ImportError:
@@ -149,7 +291,7 @@ def _pyav_blocks(path: Path):
     try:
         container = av.open(str(path))
     except av.FFmpegError as exc:
-        raise (CorruptAudioError if _looks_like_audio(path) else NotAudioError)(
+        raise (CorruptAudioError if _looks_like_audio(head) else NotAudioError)(
             f"{path.name}: not a readable audio file ({exc.__class__.__name__})"
         ) from exc
     if not container.streams.audio:
@@ -164,12 +306,17 @@ def _pyav_blocks(path: Path):
                      int(channels or 0), duration)
 
     def blocks():
+        skipped = trailing = 0  # undecodable packets; those since the last good one
         with container:
             for packet in container.demux(stream):
                 try:
                     frames = packet.decode()
                 except av.FFmpegError:
+                    skipped += 1
+                    trailing += 1
                     continue  # a damaged frame: skip it, keep the rest of the recording
+                if packet.size:
+                    trailing = 0
                 for frame in frames:
                     data = _to_float32(frame.to_ndarray())
                     if data.ndim == 2 and frame.format.is_planar:
@@ -177,6 +324,9 @@ def _pyav_blocks(path: Path):
                     elif data.ndim == 2:
                         data = data.reshape(-1, len(frame.layout.channels))
                     yield data
+        # One bad packet at the very end is a trailing tag or encoder padding in many real MP3s, not damage.
+        if skipped > (1 if trailing == 1 else 0):
+            info.warnings.append(f"damaged: {skipped} undecodable packet(s) skipped")
 
     return info, blocks()
 
@@ -184,36 +334,43 @@ def _pyav_blocks(path: Path):
 def open_audio(path: str | os.PathLike, block_seconds: float = BLOCK_SECONDS) -> tuple[AudioInfo, Iterator[np.ndarray]]:
     """Open a file and return its description and an iterator of (frames, channels) float32 blocks."""
     path = Path(path)
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except PermissionError:  # a folder on the way cannot be entered
+        raise UnreadableFileError(f"{path}: permission denied (a folder on its path cannot be entered)") from None
+    if not exists:
         raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
+    if is_dir:
         raise IsADirectoryError(f"{path}: is a folder, not an audio file")
-    if path.stat().st_size == 0:
+    head = _read_head(path)
+    if not head:
         raise EmptyAudioError(f"{path.name}: the file is empty (0 bytes)")
     suffix = path.suffix.lower()
     if suffix not in PYAV_EXTENSIONS:
-        info, blocks = _soundfile_blocks(path, int(48000 * block_seconds))
+        info, blocks = _soundfile_blocks(path, block_seconds)
         if info is not None:
             return info, blocks
-        soundfile_error = blocks
-        if suffix in SOUNDFILE_EXTENSIONS or not _looks_like_audio(path):
-            kind = CorruptAudioError if _looks_like_audio(path) else NotAudioError
-            raise kind(f"{path.name}: {'damaged audio file' if kind is CorruptAudioError else 'not an audio file'} "
-                       f"({soundfile_error})")
-    return _pyav_blocks(path)
+        reason = _libsndfile_reason(blocks)
+        if suffix in SOUNDFILE_EXTENSIONS or not _looks_like_audio(head):
+            if _looks_like_audio(head):
+                raise CorruptAudioError(f"{path.name}: damaged audio file ({reason})")
+            raise NotAudioError(f"{path.name}: not an audio file ({reason})")
+    return _pyav_blocks(path, head)
 
 
 def iter_mono(path: str | os.PathLike, target_rate: int = 16000, block_seconds: float = BLOCK_SECONDS,
               timings: dict[str, float] | None = None) -> tuple[AudioInfo, Iterator[np.ndarray]]:
     """Like :func:`open_audio`, but the blocks are mono float32 at ``target_rate``.
 
-    ``timings``, when given, accumulates seconds spent under "decode" and "resample".
+    ``timings``, when given, accumulates seconds spent under "decode" and "resample". The returned
+    ``AudioInfo.warnings`` is complete once the blocks have been consumed.
     """
     tick = time.perf_counter()
+    name = Path(path).name
     info, blocks = open_audio(path, block_seconds)
     if info.sample_rate <= 0:
-        raise CorruptAudioError(f"{Path(path).name}: the file does not state a sample rate")
-    resampler = _Resampler(info.sample_rate, target_rate)
+        raise CorruptAudioError(f"{name}: the file does not state a sample rate")
+    resampler = ChunkResampler(target_rate)
 
     def spent(stage: str, since: float) -> float:
         now = time.perf_counter()
@@ -225,24 +382,21 @@ def iter_mono(path: str | os.PathLike, target_rate: int = 16000, block_seconds: 
 
     def mono_blocks():
         total = 0
-        pending: np.ndarray | None = None
         tick = time.perf_counter()
         for block in blocks:
-            _check_finite(block, Path(path).name)
+            _check_finite(block, name)
             mono = _downmix(block)
             total += mono.size
             tick = spent("decode", tick)
-            if pending is not None:
-                out = resampler(pending)
-                tick = spent("resample", tick)
-                if out.size:
-                    yield out
-                    tick = time.perf_counter()
-            pending = mono
+            out = resampler(mono, info.sample_rate)
+            tick = spent("resample", tick)
+            if out.size:
+                yield out
+                tick = time.perf_counter()
         if total == 0:
-            raise EmptyAudioError(f"{Path(path).name}: the file holds no audio samples")
+            raise EmptyAudioError(f"{name}: the file holds no audio samples")
         tick = time.perf_counter()
-        out = resampler(pending, last=True)
+        out = resampler.finish()
         spent("resample", tick)
         if out.size:
             yield out
@@ -254,4 +408,6 @@ def load_audio(path: str | os.PathLike, target_rate: int = 16000) -> tuple[np.nd
     """Decode a whole file to mono float32 at ``target_rate``."""
     info, blocks = iter_mono(path, target_rate)
     parts = list(blocks)
+    if len(parts) == 1:
+        return parts[0], info
     return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), info

@@ -10,20 +10,24 @@ import csv
 import json
 import math
 import os
+import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import click
 
-from .errors import GvdError
+from .errors import GvdError, UnreadableFolderError, what_is_wrong
 
 LABEL_TEXT = {
     "en": {"female": "female", "male": "male", "no_speech": "no speech"},
     "id": {"female": "Perempuan", "male": "Laki-laki", "no_speech": "Tidak ada suara"},
 }
 STDIN = "-"
+# The detector decodes standard input from a temporary file named like this; messages say '-' instead.
+_STDIN_FILE = re.compile(r"^stdin\.\w+: ")
 
 
 def _fail(exc: BaseException) -> click.ClickException:
@@ -38,27 +42,81 @@ def _output_closed() -> None:
 
 # -- predict ----------------------------------------------------------------------------------------
 
-def expand_inputs(paths: Iterable[str]) -> list[str]:
-    """Files as given, folders searched recursively for audio files, '-' for standard input."""
+@dataclass(frozen=True)
+class FolderProblem:
+    """A folder that could not be searched for audio files."""
+
+    path: str
+    reason: str
+
+    def record(self) -> dict[str, Any]:
+        return {"path": self.path, "error": self.reason, "error_type": UnreadableFolderError.__name__}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the command line names: files to classify, and folders that could not be searched."""
+
+    files: list[str]
+    unreadable_folders: list[FolderProblem]
+
+
+def _audio_files_under(folder: Path, problems: list[FolderProblem]) -> list[str]:
     from .audio import AUDIO_EXTENSIONS
 
-    found: list[str] = []
+    def unreadable(exc: OSError) -> None:  # os.walk would otherwise skip the folder without a word
+        reason = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
+        problems.append(FolderProblem(str(exc.filename), f"{reason} (the folder cannot be searched)"))
+
+    found = []
+    for parent, folders, files in os.walk(folder, onerror=unreadable):
+        folders.sort()
+        found.extend(os.path.join(parent, f) for f in files if Path(f).suffix.lower() in AUDIO_EXTENSIONS)
+    return sorted(found)
+
+
+def find_inputs(paths: Iterable[str]) -> Inputs:
+    """Files as given, folders searched recursively for audio files, '-' for standard input."""
+    files: list[str] = []
+    problems: list[FolderProblem] = []
     for item in paths:
-        path = Path(item)
-        if item != STDIN and path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-            found.extend(str(p) for p in files)
+        if item != STDIN and Path(item).is_dir():
+            files.extend(_audio_files_under(Path(item), problems))
         else:
-            found.append(item)
-    return found
+            files.append(item)
+    return Inputs(files, problems)
 
 
-def _error_record(path: str, exc: BaseException) -> dict[str, Any]:
+def expand_inputs(paths: Iterable[str]) -> list[str]:
+    """The files of :func:`find_inputs` (folders that cannot be searched are left out)."""
+    return find_inputs(paths).files
+
+
+def _error_message(path: str, exc: BaseException) -> str:
+    """What is wrong with one input, without its name (the output shows the name once, in its place)."""
     if isinstance(exc, (GvdError, OSError)):
         message = str(exc)
     else:  # a decoder failing in a way we did not foresee: still one line, not a crash of the batch
         message = f"unexpected {type(exc).__name__}: {exc}"
-    return {"path": path, "error": message, "error_type": type(exc).__name__}
+    if path == STDIN:
+        message = _STDIN_FILE.sub("", message)
+    return what_is_wrong(message, path, Path(path).name)
+
+
+def _error_record(path: str, exc: BaseException) -> dict[str, Any]:
+    return {"path": path, "error": _error_message(path, exc), "error_type": type(exc).__name__}
+
+
+def cap_jobs(jobs: int, option: str = "--jobs") -> int:
+    """At most one worker per CPU this process may use: more only adds start-up time and contention."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    if jobs > cpus:
+        click.echo(f"note: {option} {jobs} capped at {cpus}, the number of CPUs", err=True)
+        return cpus
+    return jobs
 
 
 def _record(detector: Any, path: str, source: Any) -> dict[str, Any]:
@@ -136,7 +194,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
 class _Output:
     """Writes results as a table, JSON lines or CSV, row by row as they arrive."""
 
-    CSV_FIELDS = ("path", "label", "p_female", "confidence", "speech_seconds", "duration", "model", "error")
+    # The header stays English whatever --lang (it names fields for programs); with --lang other than
+    # en a label_text column, as in JSON, carries the translated label.
+    CSV_FIELDS = ("path", "label", "p_female", "confidence", "speech_seconds", "duration", "model", "reason",
+                  "mixed", "warnings", "error")
 
     def __init__(self, fmt: str, lang: str, paths: list[str]):
         self.fmt, self.lang = fmt, lang
@@ -144,11 +205,14 @@ class _Output:
         self.width = min(max([len(p) for p in paths] + [4]), 60)
         if fmt == "csv":
             self._csv = csv.writer(sys.stdout, lineterminator="\n")
-            self._csv.writerow(self.CSV_FIELDS)
+            translated = (*self.CSV_FIELDS[:2], "label_text", *self.CSV_FIELDS[2:])
+            self._fields = self.CSV_FIELDS if lang == "en" else translated
+            self._csv.writerow(self._fields)
         elif fmt == "table":
             label_width = max(len(v) for v in self.labels.values())
             self._label_width = label_width
-            click.echo(f"{'path':<{self.width}}  {'label':<{label_width}}  p_female  confidence  speech_s  duration_s")
+            click.echo(f"{'path':<{self.width}}  {'label':<{label_width}}  p_female  confidence  speech_s  duration_s"
+                       "  notes")
 
     def write(self, record: dict[str, Any]) -> None:
         if self.fmt == "json":
@@ -156,7 +220,11 @@ class _Output:
                 record = {**record, "label_text": self.labels[record["label"]]}
             click.echo(json.dumps(record, allow_nan=False))
         elif self.fmt == "csv":
-            self._csv.writerow([record.get(k, "") if record.get(k) is not None else "" for k in self.CSV_FIELDS])
+            row = {**record, "warnings": "; ".join(record.get("warnings") or [])}
+            if "label" in record:
+                row["label_text"] = self.labels[record["label"]]
+                row["mixed"] = str(bool(record.get("mixed"))).lower()
+            self._csv.writerow(["" if row.get(k) is None else row[k] for k in self._fields])
             sys.stdout.flush()
         else:
             path = record["path"]
@@ -165,9 +233,12 @@ class _Output:
             if "error" in record:
                 click.echo(f"{path:<{self.width}}  error: {record['error']}")
             else:
+                notes = ([record["reason"].replace("_", " ")] if record.get("reason") else []) + (
+                    ["mixed voices"] if record.get("mixed") else []) + list(record.get("warnings") or [])
                 click.echo(f"{path:<{self.width}}  {self.labels[record['label']]:<{self._label_width}}  "
                            f"{_fmt(record['p_female']):>8}  {_fmt(record['confidence']):>10}  "
-                           f"{record['speech_seconds']:>8.2f}  {record['duration']:>10.2f}")
+                           f"{record['speech_seconds']:>8.2f}  {record['duration']:>10.2f}"
+                           + (f"  {'; '.join(notes)}" if notes else ""))
 
 
 def _predict_records(items: list[tuple[str, Any]], model: str | None, threads: int, threshold: float | None,
@@ -193,35 +264,46 @@ def _predict_records(items: list[tuple[str, Any]], model: str | None, threads: i
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Decision threshold on p_female (default: the model's own).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="onnxruntime threads per process.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
-@click.option("--json", "fmt", flag_value="json", help="One JSON object per input (JSON lines).")
-@click.option("--csv", "fmt", flag_value="csv", help="CSV with a header row.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes (at most the number of CPUs).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per input (JSON lines).")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="CSV with a header row (English field names; --lang adds a translated label_text column).")
 @click.option("--lang", type=click.Choice(["en", "id"]), default="en", show_default=True,
               help="Label language: en, or id (Perempuan / Laki-laki / Tidak ada suara).")
 @click.option("--progress/--no-progress", default=None, help="Progress line on stderr (default: for 20+ inputs on a terminal).")
 def predict(paths: tuple[str, ...], model: str | None, threshold: float | None, threads: int, jobs: int,
-            fmt: str | None, lang: str, progress: bool | None) -> None:
+            as_json: bool, as_csv: bool, lang: str, progress: bool | None) -> None:
     """Classify audio files, folders (searched recursively) or '-' (an audio file on standard input).
 
-    Exit status: 0 when every input was classified, 1 when any failed (each failure gets its own line
-    with the reason; the other inputs are still processed).
+    Audio too short to judge is "no speech" with reason too_short, not an error. Exit status: 0 when
+    every input was classified, 1 when any failed (each failure gets its own line with the reason;
+    the other inputs are still processed). See docs/inputs.md.
     """
     from .detector import Detector
 
-    inputs = expand_inputs(paths)
-    if not inputs:
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv cannot be used together: choose one output format")
+    found = find_inputs(paths)
+    if not found.files and not found.unreadable_folders:
         raise click.ClickException("no audio files found in " + ", ".join(paths))
     try:
         detector = Detector(model, threads=threads, threshold=threshold)  # fails early on a bad model
     except (GvdError, ValueError) as exc:
         raise _fail(exc) from exc
+    jobs = cap_jobs(jobs)
     items: list[tuple[str, Any]] = []
-    for path in inputs:
+    for path in found.files:
         items.append((path, sys.stdin.buffer.read() if path == STDIN else path))
-    out = _Output(fmt or "table", lang, inputs)
+    folder_errors = [problem.record() for problem in found.unreadable_folders]
+    out = _Output("json" if as_json else "csv" if as_csv else "table", lang,
+                  found.files + [r["path"] for r in folder_errors])
     bar = Progress(len(items), progress if progress is not None else (len(items) >= 20 and sys.stderr.isatty()))
     failed = 0
     try:
+        for record in folder_errors:
+            failed += 1
+            out.write(record)
         for record in _predict_records(items, model, threads, threshold, jobs, detector):
             is_error = "error" in record
             failed += int(is_error)
@@ -233,21 +315,35 @@ def predict(paths: tuple[str, ...], model: str | None, threshold: float | None, 
     finally:
         bar.close()
     if failed:
-        click.echo(f"gvd: {failed} of {len(items)} inputs failed", err=True)
+        click.echo(f"gvd: {failed} of {len(items) + len(folder_errors)} inputs failed", err=True)
         sys.exit(1)
 
 
 # -- listen -----------------------------------------------------------------------------------------
 
-def file_chunks(path: str, realtime: bool, chunk_seconds: float = 0.1) -> Iterator[tuple[Any, int]]:
-    """A file as (chunk, sample_rate) at its own rate, paced like a microphone unless ``realtime`` is False."""
+def file_chunks(path: str, realtime: bool, chunk_seconds: float = 0.1,
+                warnings: list[str] | None = None) -> Iterator[tuple[Any, int]]:
+    """A file as (chunk, sample_rate) at its own rate, paced like a microphone unless ``realtime`` is False.
+
+    The file is opened here, so that a missing or unreadable file fails before anything is shown.
+    ``warnings``, when given, receives the decoder's warnings (e.g. a truncated file) at the end.
+    """
     from .audio import open_audio
 
     info, blocks = open_audio(path)
+    return _paced_chunks(info, blocks, realtime, chunk_seconds, warnings)
+
+
+def _paced_chunks(info: Any, blocks: Iterator[Any], realtime: bool, chunk_seconds: float,
+                  warnings: list[str] | None) -> Iterator[tuple[Any, int]]:
+    from .audio import _check_finite
+
+    name = Path(info.path).name
     step = max(1, int(info.sample_rate * chunk_seconds))
     started = time.monotonic()
     sent = 0
     for block in blocks:
+        _check_finite(block, name)  # said of the file, as 'gvd predict' does
         for offset in range(0, len(block), step):
             chunk = block[offset : offset + step]
             if realtime:
@@ -256,6 +352,8 @@ def file_chunks(path: str, realtime: bool, chunk_seconds: float = 0.1) -> Iterat
                     time.sleep(delay)
             sent += len(chunk)
             yield chunk, info.sample_rate
+    if warnings is not None:
+        warnings.extend(info.warnings)
 
 
 class _LiveDisplay:
@@ -269,6 +367,16 @@ class _LiveDisplay:
     def emit(self, record: dict[str, Any]) -> None:
         click.echo(json.dumps(record, allow_nan=False))
         sys.stdout.flush()
+
+    def too_short(self, seconds: float) -> None:
+        """The input ended before one window could be judged: no speech, reason too_short."""
+        if self.json_lines:
+            self.emit({"event": "decision", "time": round(seconds, 3), "label": "no_speech", "reason": "too_short",
+                       "p_female": None, "confidence": None, "speech": False,
+                       **({"label_text": self.labels["no_speech"]} if self.lang != "en" else {})})
+            return
+        self._clear()
+        click.echo(f"{seconds:7.1f} s  {self.labels['no_speech']} (too short)")
 
     def event(self, event: Any, overflows: int) -> None:
         if self.json_lines:
@@ -309,6 +417,8 @@ class _LiveDisplay:
             text += f"; {summary['overflows']} input overflows"
         if summary.get("dropped"):
             text += f"; {summary['dropped']} blocks dropped (inference fell behind)"
+        for warning in summary.get("warnings") or []:
+            text += f"; warning: {warning}"
         click.echo(text, err=not self.tty)
 
 
@@ -316,7 +426,7 @@ class _LiveDisplay:
 @click.option("--device", "-d", default=None, help="Input device index or part of its name (see 'gvd devices').")
 @click.option("--samplerate", type=click.IntRange(min=1000), default=None,
               help="Capture rate; default: the device's own (audio is resampled for the model).")
-@click.option("--input", "-i", "input_file", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--input", "-i", "input_file", default=None,
               help="Feed a file through the streaming path instead of a microphone (no sounddevice needed).")
 @click.option("--fast", is_flag=True, help="With --input: as fast as possible instead of real time.")
 @click.option("--model", "-m", default=None, help="Shipped model name or .onnx path.")
@@ -343,8 +453,9 @@ def listen(device: str | None, samplerate: int | None, input_file: str | None, f
         detector = Detector(model, threads=threads, threshold=threshold)
         stream = detector.stream(hop_seconds=hop, smoothing=smoothing)
         mic = None
+        warnings: list[str] = []
         if input_file:
-            source: Iterator[tuple[Any, int]] = file_chunks(input_file, realtime=not fast)
+            source: Iterator[tuple[Any, int]] = file_chunks(input_file, realtime=not fast, warnings=warnings)
             source_info: dict[str, Any] = {"source": input_file}
         else:
             mic = Microphone(int(device) if device and device.isdigit() else device, samplerate).open()
@@ -353,7 +464,7 @@ def listen(device: str | None, samplerate: int | None, input_file: str | None, f
             if samplerate and samplerate != mic.samplerate:
                 click.echo(f"note: {mic.name} refused {samplerate} Hz; capturing at {mic.samplerate} Hz "
                            "and resampling", err=True)
-    except GvdError as exc:
+    except (GvdError, OSError) as exc:  # OSError: a missing file or a folder given to --input
         raise _fail(exc) from exc
     display = _LiveDisplay(json_lines, lang)
     if json_lines:
@@ -387,9 +498,14 @@ def listen(device: str | None, samplerate: int | None, input_file: str | None, f
     last = stream.last_event
     if reason == "output closed":
         return
+    label = last.label if last else None
+    if last is None and error is None and stream.seconds > 0:
+        # Less audio than one window needs: the same answer as 'gvd predict', not silence on the output.
+        display.too_short(stream.seconds)
+        label = "no_speech"
     display.end({"reason": reason, "seconds": round(stream.seconds, 3), "windows": stream.windows,
-                 "label": last.label if last else None, "overflows": overflows(),
-                 "dropped": mic.dropped if mic else 0, **({"error": str(error)} if error else {})})
+                 "label": label, "overflows": overflows(), "dropped": mic.dropped if mic else 0,
+                 **({"warnings": warnings} if warnings else {}), **({"error": str(error)} if error else {})})
     if error is not None:
         raise _fail(error)
 

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from . import model as _model
-from .audio import iter_mono, prepare_array
+from .audio import iter_mono, prepare_array, sniff_suffix
 from .errors import ModelError
 from .metadata import ModelMetadata
 from .pipeline import LABELS, SPEECH_THRESHOLD, STAGES, FrameCursor, SpeechUnion, WindowInput, aggregate, decide
@@ -188,7 +188,7 @@ class Detector:
         else:
             path = os.fspath(source)
             info, blocks = iter_mono(path, self.settings.sample_rate, timings=timings)
-            warnings = getattr(info, "warnings", warnings)
+            warnings = info.warnings  # filled while the blocks are decoded (e.g. a truncated file)
         timeline = _Timeline(self, timings)
         cursor = FrameCursor(self.settings, timings=timings)
         for block in blocks:
@@ -202,7 +202,7 @@ class Detector:
     def _predict_bytes(self, data: bytes) -> Prediction:
         # Decoders need a seekable file with a telling suffix; a temporary file is the portable way.
         with tempfile.TemporaryDirectory(prefix="gvd-") as folder:
-            path = Path(folder) / f"stdin{_guess_suffix(data[:16])}"
+            path = Path(folder) / f"stdin{sniff_suffix(data[:16]) or '.audio'}"
             path.write_bytes(data)
             result = self.predict(path)
         result.path = None
@@ -253,25 +253,6 @@ def _mixed(window_probabilities: list, threshold: float, margin: float = 0.3) ->
     """True when some windows are confidently female and others confidently male (two voices)."""
     probs = [p for p in window_probabilities if p is not None]
     return bool(probs) and max(probs) >= threshold + margin * (1 - threshold) and min(probs) <= threshold * (1 - margin)
-
-
-def _guess_suffix(head: bytes) -> str:
-    """File suffix for bytes of unknown origin (stdin), so the right decoder is tried first."""
-    if head.startswith(b"RIFF"):
-        return ".wav"
-    if head.startswith(b"fLaC"):
-        return ".flac"
-    if head.startswith(b"OggS"):
-        return ".ogg"
-    if head.startswith(b"FORM"):
-        return ".aiff"
-    if head[4:8] == b"ftyp":
-        return ".m4a"
-    if head.startswith(b"\x1aE\xdf\xa3"):
-        return ".webm"
-    if head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0):
-        return ".mp3"
-    return ".audio"
 
 
 __all__ = ["Detector", "LABELS", "Prediction", "Segment", "decide"]

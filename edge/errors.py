@@ -58,3 +58,20 @@ def require(module: str, extra: str, purpose: str):
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingExtraError(extra, module, purpose) from exc
+
+
+class UnreadableFileError(AudioError):
+    """The file exists but cannot be read (permissions, an I/O error)."""
+
+
+class UnreadableFolderError(GvdError):
+    """A folder to search for audio files cannot be listed."""
+
+
+def what_is_wrong(message: str, *names: str) -> str:
+    """A message without a leading '<name>: ', for output that shows the file name in its own place
+    (so that a line reads '<file>: <what is wrong>' once, never '<file>: <file>: ...')."""
+    for name in names:
+        if name and message.startswith(f"{name}: "):
+            return message[len(name) + 2:]
+    return message

@@ -101,6 +101,14 @@ def choose_samplerate(sd: Any, device: int | str | None, wanted: int | None = No
     raise MicrophoneError(f"input device {info['name']!r} accepts none of the rates tried: {'; '.join(refused)}")
 
 
+def _abort_and_close(stream: Any) -> None:
+    try:
+        stream.abort()
+        stream.close()
+    except Exception:  # noqa: BLE001 - a vanished device may fail to close; nothing to do
+        pass
+
+
 class Microphone:
     """Mono float32 blocks from an input device, as an iterator of (chunk, sample_rate)."""
 
@@ -118,6 +126,7 @@ class Microphone:
         self._queue: queue.Queue = queue.Queue(maxsize=max(2, int(max_queued_seconds / block_seconds)))
         self._closing = threading.Event()
         self._stream: Any = None
+        self.close_timeout = 2.0  # seconds to wait for the driver when closing
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         # Runs in PortAudio's thread: copy and queue, nothing else.
@@ -163,12 +172,14 @@ class Microphone:
     def close(self) -> None:
         self._closing.set()
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.stop()
-                stream.close()
-            except Exception:  # noqa: BLE001 - a vanished device may fail to close; nothing to do
-                pass
+        if stream is None:
+            return
+        # abort, not stop: stop waits for PortAudio's capture thread, which a source that vanished
+        # (PulseAudio through ALSA) leaves blocked forever. A driver that still hangs is left behind
+        # in a daemon thread: gvd must exit and say what happened.
+        closer = threading.Thread(target=_abort_and_close, args=(stream,), daemon=True)
+        closer.start()
+        closer.join(self.close_timeout)
 
     def __enter__(self) -> "Microphone":
         return self.open()

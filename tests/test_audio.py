@@ -394,6 +394,147 @@ def test_every_shared_file_decodes(shared_data):
         except AudioError as exc:
             failures.append(f"{path.relative_to(shared_data)}: {exc}")
             continue
-        if y.size < SR // 2 or not np.isfinite(y).all():
-            failures.append(f"{path.relative_to(shared_data)}: {y.size} samples")
+        # Some recordings really are short (a 0.2 s Thai clip): what counts is that all of it decodes.
+        # Codec priming and padding move compressed files by a few tens of ms.
+        if abs(y.size - info.duration * SR) > 0.1 * SR or not np.isfinite(y).all() or info.warnings:
+            failures.append(f"{path.relative_to(shared_data)}: {y.size} samples of {info.duration} s {info.warnings}")
     assert not failures, failures
+
+
+# ------------------------------------------------------------------ truncated files say so
+
+def _cut(path: Path, fraction: float, out: Path) -> Path:
+    data = path.read_bytes()
+    out.write_bytes(data[: int(len(data) * fraction)])
+    return out
+
+
+def test_truncated_wav_is_decoded_and_flagged(tmp_path, rng):
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, (0.2 * rng.standard_normal(SR * 4)).astype(np.float32), SR, subtype="PCM_16")
+    cut = _cut(whole, 1 / 3, tmp_path / "cut.wav")
+    y, info = load_audio(cut)
+    assert abs(len(y) / SR - 4 / 3) < 0.01
+    assert info.warnings == ["truncated: the header promises 4.00 s, the file holds 1.33 s"]
+    assert load_audio(whole)[1].warnings == []
+
+
+def test_flac_cut_in_half_keeps_the_frames_that_are_there(tmp_path):
+    source = Path(__file__).resolve().parent.parent / "models" / "samples" / "male_48k.flac"
+    cut = _cut(source, 0.5, tmp_path / "half.flac")
+    y, info = load_audio(cut)
+    full, _ = load_audio(source)
+    assert 1.2 < len(y) / SR < 2.2  # about half of 3.4 s
+    assert len(info.warnings) == 1 and info.warnings[0].startswith("truncated or damaged: decoding stopped at ")
+    # What decodes is the original audio (away from the resampler's tail at the cut).
+    np.testing.assert_allclose(y[: len(y) - 200], full[: len(y) - 200], atol=1e-5)
+
+
+def test_truncation_reaches_the_prediction(tmp_path):
+    from edge.detector import Detector
+
+    source = Path(__file__).resolve().parent.parent / "models" / "samples" / "male_48k.flac"
+    result = Detector().predict(_cut(source, 0.5, tmp_path / "half.flac"))
+    assert result.warnings and result.warnings[0].startswith("truncated")
+    assert Detector().predict(source).warnings == []
+
+
+# ------------------------------------------------------------------ one sniffer, one resampler
+
+@pytest.mark.parametrize("head,suffix", [
+    (b"RIFF\x24\x00\x00\x00WAVEfmt ", ".wav"), (b"fLaC\x00\x00\x00\x22", ".flac"), (b"OggS\x00\x02", ".ogg"),
+    (b"FORM\x00\x00\x00\x00AIFF", ".aiff"), (b"caff\x00\x01", ".caf"), (b".snd\x00\x00\x00\x18", ".au"),
+    (b"\x1aE\xdf\xa3\x9fB\x86\x81", ".webm"), (b"\x00\x00\x00\x20ftypM4A ", ".m4a"), (b"ID3\x04\x00", ".mp3"),
+    (b"\xff\xfb\x90\x64", ".mp3"), (b"\xff\xf1\x50\x80", ".aac"), (b"#!AMR\n", ".amr"),
+    (b"hello, world", None), (b"", None),
+])
+def test_one_container_sniffer_for_files_stdin_and_uploads(tmp_path, head, suffix):
+    from edge.audio import sniff_suffix
+    from edge.serve.app import sniff_suffix as upload_suffix
+
+    assert sniff_suffix(head) == suffix
+    path = tmp_path / "upload"
+    path.write_bytes(head)
+    assert upload_suffix(path) == suffix
+
+
+def test_files_arrays_and_streams_resample_alike(tmp_path, rng):
+    from edge.audio import ChunkResampler
+
+    x = (0.2 * rng.standard_normal(44100 * 3)).astype(np.float32)
+    whole = resample(x, 44100, SR)
+    streamed = ChunkResampler(SR)
+    parts = [streamed(x[i : i + 4410], 44100) for i in range(0, len(x), 4410)] + [streamed.finish()]
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-6)
+    path = tmp_path / "noise.wav"
+    sf.write(path, x, 44100, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(path)[0], whole)
+    np.testing.assert_array_equal(prepare_array(x, 44100), whole)
+
+
+# ------------------------------------------------------------------ array shapes and messages
+
+def test_channels_first_arrays_are_recognised():
+    stereo = tone(1000, 8000, 1.0, channels=2)
+    np.testing.assert_array_equal(prepare_array(stereo.T, 8000), prepare_array(stereo, 8000))
+    assert prepare_array(stereo.T[:1], 8000).shape == prepare_array(stereo[:, 0], 8000).shape
+    with pytest.raises(InvalidSamplesError, match="ambiguous"):
+        prepare_array(np.zeros((400, 500), np.float32), SR)
+
+
+def test_nan_message_names_the_file(tmp_path):
+    y = tone(440, SR, 1.0)
+    y[10] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(path, y, SR, subtype="FLOAT")
+    with pytest.raises(InvalidSamplesError, match=r"^nan\.wav: the audio contains NaN or infinite samples$"):
+        load_audio(path)
+    with pytest.raises(InvalidSamplesError, match=r"^the audio contains NaN or infinite samples$"):
+        prepare_array(y, SR)  # an array has no name: said once, not "the audio: the audio ..."
+
+
+def test_decoder_messages_do_not_leak_paths(tmp_path):
+    path = tmp_path / "garbage.wav"
+    path.write_bytes(b"RIFF" + bytes(200))
+    with pytest.raises(CorruptAudioError) as caught:
+        load_audio(path)
+    assert str(tmp_path) not in str(caught.value) and str(caught.value).startswith("garbage.wav: damaged audio file")
+
+
+def run_as_nobody(code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run Python as an unprivileged user when we are root (root reads any file, whatever its mode)."""
+    import os
+
+    command = [sys.executable, "-c", code, *args]
+    if os.geteuid() == 0:
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture
+def open_folder():
+    """A folder others can enter (pytest's own are private to their owner)."""
+    import os
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="gvd-test-"))
+    os.chmod(folder, 0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_unreadable_file_is_a_specific_error(open_folder):
+    import os
+
+    folder = open_folder
+    path = folder / "locked.wav"
+    sf.write(path, tone(300, SR, 1.0), SR)
+    os.chmod(path, 0)
+    out = run_as_nobody(
+        "import sys\nfrom edge.audio import load_audio\n"
+        "try:\n    load_audio(sys.argv[1])\nexcept Exception as exc:\n    print(type(exc).__name__, exc)\n",
+        str(path))
+    expected = "UnreadableFileError locked.wav: permission denied (the file cannot be read)"
+    assert out.stdout.strip() == expected, out.stderr

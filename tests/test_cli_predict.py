@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,7 +84,8 @@ def test_every_bad_input_gets_a_specific_error_and_the_rest_is_processed(fake_mo
     }
     for name, (error_type, words) in expected_errors.items():
         assert by_name[name]["error_type"] == error_type, by_name[name]
-        assert words in by_name[name]["error"] and name in by_name[name]["error"]
+        # The file is named once, in its own field: the message says only what is wrong.
+        assert words in by_name[name]["error"] and name not in by_name[name]["error"], by_name[name]
     assert by_name["zeros.wav"]["label"] == "no_speech"
     assert (by_name["short.wav"]["label"], by_name["short.wav"]["reason"]) == ("no_speech", "too_short")
     for name in ("voice.wav", "rate_8k.wav", "rate_192k.flac", "six_channels.wav"):
@@ -192,3 +194,141 @@ def test_gvd_models_and_predict_on_the_shipped_models():
     labels = {json.loads(line)["path"].rsplit("/", 1)[-1]: json.loads(line)["label"] for line in result.stdout.splitlines()}
     assert labels["room_noise_16k.flac"] == "no_speech"
     assert labels["female_16k.flac"] == "female" and labels["male_16k.flac"] == "male"
+
+
+# ------------------------------------------------------------------ one contract for every input
+
+def test_too_short_is_no_speech_with_exit_zero(fake_model, inputs):
+    result = run(["--json", "--model", fake_model, inputs["short.wav"]])
+    assert result.exit_code == 0, result.stderr
+    (record,) = records(result).values()
+    assert (record["label"], record["reason"]) == ("no_speech", "too_short")
+    assert (record["mixed"], record["warnings"]) == (False, [])
+    table = run(["--model", fake_model, inputs["short.wav"]])
+    assert table.exit_code == 0 and "no speech" in table.stdout and "too short" in table.stdout
+
+
+def test_truncated_wav_is_classified_with_a_warning(fake_model, inputs, tmp_path):
+    data = inputs["voice.wav"].read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 3])
+    result = run(["--json", "--model", fake_model, cut])
+    assert result.exit_code == 0
+    (record,) = records(result).values()
+    assert record["label"] in ("female", "male")
+    assert record["warnings"] == ["truncated: the header promises 4.00 s, the file holds 1.33 s"]
+    rows = list(csv.DictReader(io.StringIO(run(["--csv", "--model", fake_model, cut]).stdout)))
+    assert rows[0]["warnings"].startswith("truncated") and rows[0]["mixed"] == "false" and rows[0]["reason"] == ""
+    assert "truncated: the header promises" in run(["--model", fake_model, cut]).stdout
+
+
+def test_json_and_csv_together_is_a_usage_error(fake_model, inputs):
+    result = run(["--json", "--csv", "--model", fake_model, inputs["voice.wav"]])
+    assert result.exit_code == 2 and "--json and --csv cannot be used together" in result.stderr
+    assert result.stdout == ""
+
+
+def test_csv_in_indonesian_translates_the_labels(fake_model, inputs):
+    out = run(["--csv", "--lang", "id", "--model", fake_model, inputs["voice.wav"], inputs["zeros.wav"]]).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert out.splitlines()[0].startswith("path,label,label_text,p_female")  # English field names
+    assert rows[0]["label_text"] in ("Perempuan", "Laki-laki")
+    assert (rows[1]["label"], rows[1]["label_text"], rows[1]["reason"]) == ("no_speech", "Tidak ada suara", "silence")
+
+
+def test_jobs_are_capped_at_the_cpu_count(fake_model, inputs, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    started = []
+    import edge.commands
+
+    real = edge.commands._predict_records
+    monkeypatch.setattr(edge.commands, "_predict_records",
+                        lambda items, model, threads, threshold, jobs, detector: started.append(jobs)
+                        or real(items, model, threads, threshold, 1, detector))
+    result = run(["--json", "--jobs", "1000", "--model", fake_model, inputs["voice.wav"], inputs["zeros.wav"]])
+    assert result.exit_code == 0 and started == [2]
+    assert "note: --jobs 1000 capped at 2, the number of CPUs" in result.stderr
+
+
+def test_stdin_errors_name_stdin_not_a_temporary_file(fake_model, inputs):
+    result = run(["--json", "--model", fake_model, "-"], input=inputs["corrupt.wav"].read_bytes())
+    record = records(result)["-"]
+    assert result.exit_code == 1 and record["error_type"] == "CorruptAudioError"
+    assert record["error"].startswith("damaged audio file") and "stdin" not in record["error"]
+    assert "/tmp" not in record["error"] and "gvd-" not in record["error"]
+    nan = records(run(["--json", "--model", fake_model, "-"], input=inputs["nan.wav"].read_bytes()))["-"]
+    assert nan["error"] == "the audio contains NaN or infinite samples"
+
+
+def test_messages_name_the_file_once_in_every_format(fake_model, inputs):
+    table = run(["--model", fake_model, inputs["nan.wav"]]).stdout.splitlines()[1]
+    assert table.count("nan.wav") == 1 and table.endswith("error: the audio contains NaN or infinite samples")
+    rows = list(csv.DictReader(io.StringIO(run(["--csv", "--model", fake_model, inputs["empty.wav"]]).stdout)))
+    assert rows[0]["error"] == "the file is empty (0 bytes)"
+
+
+def test_model_directory_says_it_is_a_directory(tmp_path, inputs):
+    for given in (tmp_path, f"{tmp_path}/"):
+        result = run(["--model", given, inputs["voice.wav"]])
+        assert result.exit_code == 1 and "is a folder, not a model file" in result.stderr
+
+
+def test_channels_first_arrays_through_the_api(fake_model):
+    from edge.detector import Detector
+
+    detector = Detector(fake_model)
+    stereo = np.stack([voice(210, 4.0), voice(210, 4.0)], axis=1)
+    assert detector.predict(stereo.T.copy(), RATE).p_female == pytest.approx(detector.predict(stereo, RATE).p_female)
+
+
+def _nobody(code: str, *args) -> subprocess.CompletedProcess:
+    """gvd as an unprivileged user when the tests run as root (root reads any file whatever its mode)."""
+    import os
+
+    command = [sys.executable, "-c", code, *map(str, args)]
+    if os.geteuid() == 0:
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture
+def shared_folder(fake_model):
+    """A folder outside pytest's private tree that an unprivileged user can enter, with a model in it."""
+    import os
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="gvd-test-"))
+    os.chmod(folder, 0o755)
+    shutil.copy(fake_model, folder / "model.onnx")
+    yield folder
+    for root, dirs, _ in os.walk(folder):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_unreadable_files_and_folders_are_reported_not_skipped(shared_folder, inputs):
+    import os
+
+    batch = shared_folder / "batch"
+    (batch / "locked").mkdir(parents=True)
+    os.chmod(batch, 0o755)
+    shutil.copy(inputs["voice.wav"], batch / "ok.wav")
+    shutil.copy(inputs["voice.wav"], batch / "secret.wav")
+    shutil.copy(inputs["voice.wav"], batch / "locked" / "hidden.wav")
+    for path in (batch / "ok.wav", batch / "secret.wav"):
+        os.chmod(path, 0o644)
+    os.chmod(batch / "secret.wav", 0)
+    os.chmod(batch / "locked", 0)
+    out = _nobody("from edge.cli import main; main()", "predict", "--json", "--model", shared_folder / "model.onnx",
+                  batch)
+    lines = {r["path"]: r for r in map(json.loads, out.stdout.splitlines())}
+    assert out.returncode == 1, out.stderr
+    assert lines[str(batch / "locked")]["error"] == "permission denied (the folder cannot be searched)"
+    assert lines[str(batch / "secret.wav")] == {"path": str(batch / "secret.wav"), "error_type": "UnreadableFileError",
+                                                "error": "permission denied (the file cannot be read)"}
+    assert lines[str(batch / "ok.wav")]["label"] in ("female", "male")
+    assert "2 of 3 inputs failed" in out.stderr

