@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audio import _downmix, _to_float32
+from .audio import ChunkResampler, _downmix, _to_float32
 from .errors import InvalidSamplesError
 from .pipeline import SPEECH_THRESHOLD, FrameCursor, WindowInput, decide
 
@@ -46,39 +46,6 @@ class StreamEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class _ChunkResampler:
-    """soxr streaming resampler that follows the input rate (a new device may bring a new rate)."""
-
-    def __init__(self, out_rate: int):
-        self.out_rate = out_rate
-        self.in_rate: int | None = None
-        self._stream = None
-
-    def __call__(self, mono: np.ndarray, rate: int) -> np.ndarray:
-        parts = []
-        if rate != self.in_rate:
-            parts.append(self.finish())
-            self.in_rate = rate
-            if rate != self.out_rate:
-                import soxr
-
-                self._stream = soxr.ResampleStream(rate, self.out_rate, 1, dtype="float32", quality="HQ")
-        if self._stream is None:
-            parts.append(mono)
-        else:
-            parts.append(self._stream.resample_chunk(mono))
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
-
-    def finish(self) -> np.ndarray:
-        """The samples soxr still holds back (its filter delay); the stream is then closed."""
-        out = np.zeros(0, dtype=np.float32)
-        if self._stream is not None:
-            out = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-        self._stream = None
-        self.in_rate = None
-        return out
 
 
 class StreamingDetector:
@@ -105,7 +72,7 @@ class StreamingDetector:
         # A window judged on half a second of speech was wrong on the bundled two-speaker clip (the
         # first window called the woman male); live output waits for more. Never below the model's own.
         self.min_speech_seconds = max(float(min_speech_seconds), settings.min_speech_seconds)
-        self._resampler = _ChunkResampler(self.rate)
+        self._resampler = ChunkResampler(self.rate)
         self.reset()
 
     def reset(self) -> None:

@@ -6,13 +6,12 @@ The body is never held in memory; the file part is refused with 413 as soon as i
 
 from __future__ import annotations
 
-from .. import audio
-
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from .. import audio
 from ..errors import MissingExtraError, require
 from .errors import ApiError
 
