@@ -28,7 +28,8 @@ import numpy as np
 from edge.audio import AUDIO_EXTENSIONS, ChunkResampler, _downmix, open_audio
 from edge.errors import AudioError, what_is_wrong
 from edge.settings import DEFAULT_SETTINGS
-from edge.vad import frame_energy_db, speech_mask
+from edge.features import FrameStats, analyse_frames
+from edge.vad import speech_mask
 
 ANALYSIS_RATE = 16000
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped
@@ -159,11 +160,20 @@ class _StreamingFingerprint:
         return _finish_fingerprint(np.concatenate(self._parts))
 
 
+def _frames_in_pieces(y16: np.ndarray, frames_per_piece: int = 250) -> FrameStats:
+    """The frame analysis of ``y16``, a few seconds at a time (frames are independent, so the result is
+    the same as analysing it whole), so a long segment's spectra are never all in memory at once."""
+    hop, length = DEFAULT_SETTINGS.hop_length, DEFAULT_SETTINGS.frame_length
+    parts = [analyse_frames(y16[first * hop : (first + frames_per_piece - 1) * hop + length], DEFAULT_SETTINGS, first)
+             for first in range(0, max(1, len(y16) // hop), frames_per_piece)]
+    return FrameStats.join(parts)
+
+
 class _StreamingSpeech:
     """Speech mask and frame energies of a 16 kHz signal fed block by block, judged per segment."""
 
     def __init__(self) -> None:
-        self.frame = DEFAULT_SETTINGS.vad_frame_length
+        self.frame = DEFAULT_SETTINGS.hop_length  # samples per frame of the mask (frames overlap)
         self._segment = int(VAD_SEGMENT_SECONDS * ANALYSIS_RATE) // self.frame * self.frame
         self._pending = np.zeros(0, dtype=np.float32)
         self._masks: list[np.ndarray] = []
@@ -178,10 +188,10 @@ class _StreamingSpeech:
             self._pending = self._pending[take:]
 
     def _judge(self, y16: np.ndarray) -> None:
-        mask = speech_mask(y16, DEFAULT_SETTINGS)
-        if mask.size:
-            self._masks.append(mask)
-            self._energies.append(frame_energy_db(y16[: mask.size * self.frame].reshape(mask.size, self.frame)))
+        stats = _frames_in_pieces(y16)
+        if len(stats):
+            self._masks.append(speech_mask(stats, DEFAULT_SETTINGS))
+            self._energies.append(stats.energy_db.astype(np.float64))
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         self.add(np.zeros(0, dtype=np.float32), last=True)
