@@ -201,6 +201,10 @@ def export_model(source: str | Path, out: str | Path, options: ExportOptions = E
 
         proto = convert_tf2onnx(model, options.opset)
     ops = check_structure(proto, spec.cell, native)
+    graph_outputs = [o.name for o in proto.graph.output]
+    if graph_outputs != list(record.outputs):
+        raise ExportError(f"{record.cell}: the model has outputs {graph_outputs} but training.json declares "
+                          f"{list(record.outputs)}")
 
     sets = _windows(sources, record, options)
     windows, labelled = sets.every, sets.labelled
