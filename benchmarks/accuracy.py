@@ -91,8 +91,9 @@ def summarise(outcomes: list[Outcome]) -> tuple[list[CorpusRow], dict]:
     for corpus, group in sorted(by_corpus.items()):
         if corpus == "nonspeech":
             rejected = [o for o in group if o.label == "no_speech"]
+            gendered = [o for o in group if o.label in ("female", "male")]
             nonspeech = {"clips": len(group), "rejected": len(rejected),
-                         "given_a_gender": sorted(Path(o.item.path).name for o in group if o.label in ("female", "male")),
+                         "given_a_gender": sorted(Path(o.item.path).name for o in gendered),
                          "errors": sorted(Path(o.item.path).name for o in group if o.label == "error")}
             continue
         recalls = {}
@@ -110,7 +111,8 @@ def summarise(outcomes: list[Outcome]) -> tuple[list[CorpusRow], dict]:
 
 def markdown(model: str, rows: list[CorpusRow], nonspeech: dict) -> str:
     pct = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
-    lines = [f"### {model}", "", "| corpus | clips | balanced acc. | female recall | male recall | no_speech | errors |",
+    lines = [f"### {model}", "",
+             "| corpus | clips | balanced acc. | female recall | male recall | no_speech | errors |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r.corpus} | {r.clips} | {pct(r.balanced_accuracy)} | {pct(r.recall_female)} | "
               f"{pct(r.recall_male)} | {pct(r.no_speech_rate)} | {r.errors} |" for r in rows]

@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ class _Timeline:
         tick = time.perf_counter()
         p_female, p_speech = self.detector.infer([f for _, f in self._pending])
         self.timings["inference"] += time.perf_counter() - tick
-        for i, pf, ps in zip(indices, p_female, p_speech):
+        for i, pf, ps in zip(indices, p_female, p_speech, strict=True):
             s = self.segments[i]
             is_speech = np.isnan(ps) or ps >= SPEECH_THRESHOLD
             self.segments[i] = Segment(s.start, s.end, float(pf) if is_speech else None, s.speech_seconds,
@@ -161,7 +162,8 @@ class Detector:
         for idx in groups.values():
             batch = np.ascontiguousarray(np.stack([features[i] for i in idx]), dtype=np.float32)
             results = session.run(self._outputs, {self._loaded.input_name: batch})
-            for out, result in zip((p_female, p_speech), results):
+            # A model without p_speech returns one output: p_speech then stays NaN.
+            for out, result in zip((p_female, p_speech), results, strict=False):
                 values = np.asarray(result, dtype=np.float64).reshape(len(idx), -1)[:, 0]
                 if not np.all(np.isfinite(values)) or values.min() < 0.0 or values.max() > 1.0:
                     raise ModelError(f"{self.name}: the model returned values outside [0, 1]; is it a gvd model?")

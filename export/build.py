@@ -5,22 +5,31 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from edge.files import atomic_write_bytes
-
 from edge.metadata import CELLS, INPUT_NAME, OUTPUT_NAME, SPEECH_OUTPUT_NAME, ModelMetadata
 
 from .describe import TrainingRecord, attach_metadata, verify_metadata
 from .errors import ExportError
 from .manifest import ManifestEntry, choose_default, loco_accuracy, sha256_file, write_manifest
 from .native import DEFAULT_OPSET, OP_TYPES, NativeOptions, all_op_types, build_native
-from .parity import (DEFAULT_TOLERANCE, WindowSet, clip_accuracy, compare,
-                     keras_probabilities, load_windows, onnx_probabilities, require_parity, synthetic_windows)
+from .parity import (
+    DEFAULT_TOLERANCE,
+    WindowSet,
+    clip_accuracy,
+    compare,
+    keras_probabilities,
+    load_windows,
+    onnx_probabilities,
+    require_parity,
+    synthetic_windows,
+)
 from .quantize import QUANTIZABLE_CELLS, quantize_int8
 from .timing import Timing, time_interleaved, time_window
 
@@ -84,7 +93,7 @@ class Sources:
     parity: Path | None
 
     @classmethod
-    def find(cls, source: str | Path) -> "Sources":
+    def find(cls, source: str | Path) -> Sources:
         """A training output directory (model.keras + training.json) or a .keras file beside its training.json."""
         source = Path(source)
         directory = source if source.is_dir() else source.parent
@@ -144,7 +153,8 @@ def _windows(sources: Sources, record: TrainingRecord, options: ExportOptions) -
     n_mfcc = record.feature_settings.n_features  # the model input's width
     files = ([sources.parity] if sources.parity else []) + list(options.extra_windows)
     real_parts = [load_windows(p, n_mfcc) for p in files]
-    synthetic = [synthetic_windows(n_mfcc, options.synthetic_windows, frames=record.feature_settings.window_frames)] if options.synthetic_windows else []
+    synthetic = ([synthetic_windows(n_mfcc, options.synthetic_windows, frames=record.feature_settings.window_frames)]
+                 if options.synthetic_windows else [])
 
     def join(parts: list[WindowSet]) -> WindowSet | None:
         return WindowSet.concat(parts) if parts else None
@@ -214,8 +224,8 @@ def export_model(source: str | Path, out: str | Path, options: ExportOptions = E
     report = compare(reference, candidate, windows, record.threshold, options.tolerance)
     require_parity(report, f"{record.cell} ({options.method})")
     if spec.speech is not None:
-        speech_diff = float(np.max(np.abs(keras_probabilities(model, windows.windows, 1)
-                                          - onnx_probabilities(_session(proto.SerializeToString()), windows.windows, 1))))
+        onnx_speech = onnx_probabilities(_session(proto.SerializeToString()), windows.windows, 1)
+        speech_diff = float(np.max(np.abs(keras_probabilities(model, windows.windows, 1) - onnx_speech)))
         if speech_diff > options.tolerance:
             raise ExportError(f"{record.cell}: p_speech differs from Keras by {speech_diff:.2e} "
                               f"(tolerance {options.tolerance:g})")
@@ -277,7 +287,8 @@ def _int8(proto, float_bytes: bytes, sets: ParitySets, record: TrainingRecord, o
                            "accuracy_source": "no labels: bound = share of flipped clip decisions"})
     # Float and int8 timed in alternating blocks, so that machine load hits both alike.
     timings = time_interleaved({"float": float_bytes, "int8": q_bytes_plain}, record.feature_settings.n_features,
-                               record.feature_settings.window_frames, runs=options.timing_runs, warmup=min(50, options.timing_runs))
+                               record.feature_settings.window_frames, runs=options.timing_runs,
+                               warmup=min(50, options.timing_runs))
     timing = timings["int8"]
     evaluation.update({"size_bytes_float": float_result.size_bytes, "size_bytes_int8": len(q_bytes_plain),
                        "window_ms_median_float": round(timings["float"].median_ms, 4),

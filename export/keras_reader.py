@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import require
-
-from .errors import ExportError
 from edge.metadata import SPEECH_OUTPUT_NAME
 
+from .errors import ExportError
 from .spec import CellWeights, DenseSpec, NetworkSpec, RecurrentSpec
 
 _CELL_OF = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "rnn"}

@@ -34,22 +34,28 @@ def loco_accuracy(metrics: dict[str, Any]) -> float | None:
         return worst
     for key, value in metrics.items():
         lowered = key.lower()
-        if "loco" not in lowered and "leave_one" not in lowered:
-            continue
-        if (number := _number(value)) is not None and "acc" in lowered:
-            return number
-        if isinstance(value, dict):
-            for name in ("mean_accuracy", "accuracy", "clip_accuracy", "mean_clip_accuracy"):
-                if (number := _number(value.get(name))) is not None:
-                    return number
-            per_corpus = [_accuracy_of(v) for v in value.values() if isinstance(v, dict)]
-            per_corpus = [v for v in per_corpus if v is not None]
-            if per_corpus:
-                return sum(per_corpus) / len(per_corpus)
+        if "loco" in lowered or "leave_one" in lowered:
+            if (number := _loco_entry_accuracy(lowered, value)) is not None:
+                return number
     for value in metrics.values():  # one level down, e.g. metrics["clip"]["loco"]
         if isinstance(value, dict) and (found := loco_accuracy(value)) is not None:
             return found
     return None
+
+
+def _loco_entry_accuracy(lowered_key: str, value: Any) -> float | None:
+    """The accuracy under one LOCO key: a number (if the key names an accuracy), a dict with an accuracy
+    entry, or a dict of per-corpus dicts (their mean accuracy)."""
+    if (number := _number(value)) is not None and "acc" in lowered_key:
+        return number
+    if not isinstance(value, dict):
+        return None
+    for name in ("mean_accuracy", "accuracy", "clip_accuracy", "mean_clip_accuracy"):
+        if (number := _number(value.get(name))) is not None:
+            return number
+    per_corpus = [_accuracy_of(v) for v in value.values() if isinstance(v, dict)]
+    per_corpus = [v for v in per_corpus if v is not None]
+    return sum(per_corpus) / len(per_corpus) if per_corpus else None
 
 
 def _accuracy_of(entry: dict[str, Any]) -> float | None:

@@ -1,7 +1,7 @@
 """Shared fixtures. Tests that need the shared recordings skip, with the reason, where they are absent.
 
-Helpers that build models and signals live in ``model_fixtures.py`` and ``signals.py``; the fixtures
-are defined here only, so test modules use them without importing them.
+Helpers that build models and signals live in ``model_fixtures.py``, ``serve_fixtures.py`` and ``signals.py``;
+the fixtures are defined here only, so test modules use them without importing them.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
+
+from edge.settings import DEFAULT_SETTINGS
 
 from model_fixtures import make_model, make_models_dir, make_pitch_model
 
@@ -80,3 +83,39 @@ def models_env(tmp_path, monkeypatch) -> Path:
     model.clear_cache()
     yield folder
     model.clear_cache()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A linear model on the time-mean of the features, for the server tests."""
+    from serve_fixtures import build_model  # imported here: it needs the serve extra
+
+    weights = np.zeros(DEFAULT_SETTINGS.n_features)
+    weights[1] = 0.05  # the spectral tilt coefficient: differs between the two synthetic voices
+    return build_model(tmp_path_factory.mktemp("model") / "tiny.onnx", weights)
+
+
+@pytest.fixture(scope="session")
+def voices(tmp_path_factory) -> dict[str, Path]:
+    """A low and a high synthetic voice as WAV, and the high one again (another seed) as FLAC."""
+    from serve_fixtures import SR, synthetic_voice
+
+    folder = tmp_path_factory.mktemp("audio")
+    files = {}
+    for name, f0 in (("low", 120.0), ("high", 220.0)):
+        path = folder / f"{name}.wav"
+        sf.write(path, synthetic_voice(f0), SR, subtype="PCM_16")
+        files[name] = path
+    flac = folder / "high.flac"
+    sf.write(flac, synthetic_voice(220.0, seed=1), SR)
+    files["flac"] = flac
+    return files
+
+
+@pytest.fixture
+def client(tiny_model: Path, tmp_path: Path):
+    """A TestClient on an app serving ``tiny_model``, its feedback in a fresh folder."""
+    from serve_fixtures import make_client
+
+    with make_client(tiny_model, tmp_path / "feedback") as test_client:
+        yield test_client

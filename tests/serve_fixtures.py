@@ -1,6 +1,6 @@
 """Helpers and fixtures for the server tests: a tiny linear ONNX model with real gvd metadata and
 synthetic voices (harmonics under formant peaks), so that no test needs the shipped models or the
-shared recordings. Import the fixtures into a test module to use them.
+shared recordings. The fixtures built from these (tiny_model, voices, client) are in conftest.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
@@ -79,27 +78,6 @@ def synthetic_voice(f0: float, seconds: float = 2.0, seed: int = 0) -> np.ndarra
     return np.concatenate([pad, y, pad]).astype(np.float32)
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    weights = np.zeros(DEFAULT_SETTINGS.n_features)
-    weights[1] = 0.05  # the spectral tilt coefficient: differs between the two synthetic voices
-    return build_model(tmp_path_factory.mktemp("model") / "tiny.onnx", weights)
-
-
-@pytest.fixture(scope="session")
-def voices(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("audio")
-    files = {}
-    for name, f0 in (("low", 120.0), ("high", 220.0)):
-        path = folder / f"{name}.wav"
-        sf.write(path, synthetic_voice(f0), SR, subtype="PCM_16")
-        files[name] = path
-    flac = folder / "high.flac"
-    sf.write(flac, synthetic_voice(220.0, seed=1), SR)
-    files["flac"] = flac
-    return files
-
-
 def make_client(model: Path, feedback_dir: Path, **options) -> TestClient:
     options.setdefault("corrections_per_minute", 1000)
     app = create_app(ServeOptions(model=str(model), feedback_dir=feedback_dir, **options))
@@ -113,12 +91,6 @@ def services(client: TestClient):
 def feedback(client: TestClient, prediction_id: str, label: str, **extra):
     return client.post("/feedback", json={"prediction_id": prediction_id, "correct_label": label, "consent": True,
                                           **extra})
-
-
-@pytest.fixture
-def client(tiny_model: Path, tmp_path: Path):
-    with make_client(tiny_model, tmp_path / "feedback") as test_client:
-        yield test_client
 
 
 def upload(client: TestClient, path: Path, name: str | None = None, url: str = "/predict", **data):
@@ -187,7 +159,7 @@ class RealServer:
         self.cwd = cwd
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60.0) -> "RealServer":
+    def start(self, timeout: float = 60.0) -> RealServer:
         import httpx
 
         self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env,
@@ -199,7 +171,8 @@ class RealServer:
                 return self
             except httpx.TransportError:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"gvd serve exited: {self.process.stderr.read().decode()}")
+                    # the exit is the cause, not the refused connection
+                    raise RuntimeError(f"gvd serve exited: {self.process.stderr.read().decode()}") from None
                 time.sleep(0.1)
         raise RuntimeError("gvd serve did not start")
 
@@ -237,3 +210,15 @@ def raw_request(port: int, head: bytes, body_chunks, timeout: float = 30.0) -> b
         except ConnectionResetError:
             pass
         return answer
+
+
+# The fixtures live in conftest.py; these names stay importable for test modules that still import them.
+_CONFTEST_FIXTURES = ("tiny_model", "voices", "client")
+
+
+def __getattr__(name: str):
+    if name in _CONFTEST_FIXTURES:
+        import conftest
+
+        return getattr(conftest, name)
+    raise AttributeError(f"module 'serve_fixtures' has no attribute {name!r}")

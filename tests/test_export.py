@@ -19,8 +19,7 @@ ort = pytest.importorskip("onnxruntime")
 from edge.metadata import ModelMetadata  # noqa: E402
 from edge.settings import DEFAULT_SETTINGS  # noqa: E402
 from export.errors import ExportError, ParityError  # noqa: E402
-from export.manifest import (ManifestEntry, choose_default, loco_accuracy, sha256_file,  # noqa: E402
-                             verify_manifest, write_manifest)
+from export.manifest import ManifestEntry, choose_default, loco_accuracy, sha256_file, verify_manifest, write_manifest  # noqa: E402
 from export.native import all_op_types, build_native  # noqa: E402
 from export.parity import WindowSet, compare, load_windows, require_parity  # noqa: E402
 from export.spec import CellWeights, DenseSpec, NetworkSpec, RecurrentSpec  # noqa: E402

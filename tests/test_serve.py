@@ -32,8 +32,19 @@ from edge import model as model_module  # noqa: E402
 from edge.detector import Detector  # noqa: E402
 from edge.serve.app import ServeOptions, create_app, serve  # noqa: E402
 from edge.serve.errors import machine_word  # noqa: E402
-from serve_fixtures import (SR, client, feedback, free_port, make_client, raw_request, services,  # noqa: E402,F401
-                            stored_rows, synthetic_voice, tilt_model, tiny_model, upload, voices)
+
+from serve_fixtures import (  # noqa: E402
+    SR,
+    feedback,
+    free_port,
+    make_client,
+    raw_request,
+    services,
+    stored_rows,
+    synthetic_voice,
+    tilt_model,
+    upload,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -358,7 +369,8 @@ def test_retraining_fires_once_at_the_threshold(tiny_model: Path, tmp_path: Path
 # --- the command and the real server --------------------------------------------------------------
 
 def test_importing_serve_does_not_import_fastapi():
-    code = "import sys, edge.serve.app; print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'onnxruntime') if m in sys.modules))"
+    code = ("import sys, edge.serve.app; "
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'onnxruntime') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -22,7 +22,8 @@ pytest.importorskip("onnx")
 from edge.serve import jobs as jobs_module  # noqa: E402
 from edge.serve.jobs import RetrainJobs, RetrainOptions, retraining_availability  # noqa: E402
 from edge.serve.store import FeedbackStore  # noqa: E402
-from serve_fixtures import feedback, make_client, services, tiny_model, upload, voices  # noqa: E402,F401
+
+from serve_fixtures import feedback, make_client, services, upload  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -19,8 +19,18 @@ pytest.importorskip("onnx")
 from edge.serve.duration import check_duration  # noqa: E402
 from edge.serve.errors import ApiError  # noqa: E402
 from edge.serve.work import ClientGone, WorkQueue  # noqa: E402
-from serve_fixtures import (SR, RealServer, client, feedback, make_client, services, stored_rows,  # noqa: E402,F401
-                            synthetic_voice, tiny_model, upload, voices, write_voice)
+
+from serve_fixtures import (  # noqa: E402
+    SR,
+    RealServer,
+    feedback,
+    make_client,
+    services,
+    stored_rows,
+    synthetic_voice,
+    upload,
+    write_voice,
+)
 
 
 def long_flac(path: Path, minutes: float = 10.0) -> Path:

@@ -24,7 +24,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("onnx")
 httpx = pytest.importorskip("httpx")
 
-from serve_fixtures import RealServer, tiny_model, write_voice  # noqa: E402,F401
+from serve_fixtures import RealServer, write_voice  # noqa: E402
 from test_serve_limits import long_flac  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -17,8 +17,8 @@ pytest.importorskip("onnx")
 from click.testing import CliRunner  # noqa: E402
 
 from edge.cli import cli  # noqa: E402
-from edge.serve.promotion import (Evaluation, LabelledClip, PromotionError, Registry, decide, load_holdout,  # noqa: E402
-                                  promote)
+from edge.serve.promotion import Evaluation, LabelledClip, PromotionError, Registry, decide, load_holdout, promote  # noqa: E402
+
 from serve_fixtures import HIGH_VOICES, LOW_VOICES, make_client, services, tilt_model, upload, write_voice  # noqa: E402
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("onnx")
 
-from serve_fixtures import (RealServer, client, feedback, make_client, raw_request, services,  # noqa: E402,F401
-                            stored_rows, tiny_model, upload, voices)
+from serve_fixtures import RealServer, feedback, make_client, raw_request, services, stored_rows, upload  # noqa: E402
 
 EVIL = "https://evil.example"
 SELF = "http://127.0.0.1:8000"
@@ -83,8 +84,7 @@ def test_allow_origin_and_allow_host_for_a_reverse_proxy(tiny_model, tmp_path, v
 def test_json_feedback_body_is_limited(client, voices):
     """Finding 2: a 200 MB JSON body was read into memory; now 413 past 16 KB, declared or streamed."""
     prediction_id = _prediction(client, voices)
-    padded = '{"prediction_id": "%s", "correct_label": "male", "consent": true, "pad": "%s"}' % (
-        prediction_id, "x" * 20_000)
+    padded = json.dumps({"prediction_id": prediction_id, "correct_label": "male", "consent": True, "pad": "x" * 20_000})
     response = client.post("/feedback", content=padded, headers={"content-type": "application/json"})
     assert (response.status_code, response.json()["error"]) == (413, "body_too_large")
     sent = {"bytes": 0}

@@ -14,7 +14,8 @@ def _corpus(name: str, speakers_per_label: int, files_per_speaker: int) -> list[
     for label in ("female", "male"):
         for s in range(speakers_per_label):
             for f in range(files_per_speaker):
-                recs.append(Recording(Path(f"/x/{name}/{label}{s}_{f}.wav"), label, f"{label}{s}", name, f"{name}{label}{s}{f}"))
+                recs.append(Recording(Path(f"/x/{name}/{label}{s}_{f}.wav"), label, f"{label}{s}", name,
+                                      f"{name}{label}{s}{f}"))
     return recs
 
 
@@ -30,7 +31,8 @@ def test_split_is_speaker_disjoint_and_covers_everything():
     assert sum(len(v) for v in split.values()) == len(recs)
     # Every side sees both genders of every corpus.
     for side in ("train", "val", "test"):
-        assert {(r.corpus, r.label) for r in split[side]} == {("a", "female"), ("a", "male"), ("b", "female"), ("b", "male")}
+        every_pair = {("a", "female"), ("a", "male"), ("b", "female"), ("b", "male")}
+        assert {(r.corpus, r.label) for r in split[side]} == every_pair
     assert len(train) == 2 * 16 + 2 * 8
 
 

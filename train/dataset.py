@@ -17,11 +17,11 @@ import json
 import multiprocessing
 import os
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class Windows:
     def __len__(self) -> int:
         return len(self.features)
 
-    def select(self, mask: np.ndarray) -> "Windows":
+    def select(self, mask: np.ndarray) -> Windows:
         idx = np.flatnonzero(mask)
         return Windows([self.features[i] for i in idx], [self.speech[i] for i in idx],
                        [self.recording[i] for i in idx], [self.variant[i] for i in idx])
@@ -198,67 +198,89 @@ def extract(
 
     Recordings that cannot be decoded are reported in ``failed`` and left out, never guessed.
     """
-    from tqdm.auto import tqdm
-
     augment_config = augment_config or AugmentConfig()
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    per_rec: dict[int, dict[int, tuple]] = {}
-    envelopes: dict[int, np.ndarray] = {}
+    collected = _Collected()
     tasks = []
-    hits = 0
     for index, rec in enumerate(recordings):
         if not rec.sha256:
             raise ValueError(f"{rec.path}: recording without content hash; load it through train.data")
         missing = []
         for variant in range(variants + 1):
-            path = _cache_path(cache_dir, cache_key(rec.sha256, settings, augment_config, variant, seed))
-            try:
-                with np.load(path) as data:
-                    feats, speech, env = _unpack(data)
-                per_rec.setdefault(index, {})[variant] = (feats, speech)
-                envelopes[index] = env
-                hits += 1
-            except (OSError, ValueError, KeyError):
+            key = cache_key(rec.sha256, settings, augment_config, variant, seed)
+            if not collected.read_cache(index, variant, _cache_path(cache_dir, key)):
                 missing.append(variant)
         if missing:
             tasks.append((index, str(rec.path), rec.sha256, settings.to_json(), augment_config.to_dict(), missing,
                           seed, str(cache_dir)))
-    failed = []
     if tasks:
-        bar = tqdm(total=len(tasks), desc="features", unit="file", disable=not progress)
-        if workers > 1:
-            # spawn, not fork: the parent may already run TensorFlow threads (LOCO before a baseline).
-            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                results = pool.map(_extract_one, tasks, chunksize=4)
-                for result in results:
-                    _collect(result, per_rec, envelopes, failed)
-                    bar.update()
-        else:
-            for task in tasks:
-                _collect(_extract_one(task), per_rec, envelopes, failed)
-                bar.update()
-        bar.close()
-    windows = Windows()
-    for index in sorted(per_rec):
-        for variant in sorted(per_rec[index]):
-            feats, speech = per_rec[index][variant]
-            for f, s in zip(feats, speech):
-                windows.features.append(f)
-                windows.speech.append(s)
-                windows.recording.append(index)
-                windows.variant.append(variant)
-    return ExtractResult(windows, envelopes, failed, hits, len(tasks))
+        _compute(tasks, collected, workers, progress)
+    return ExtractResult(collected.windows(), collected.envelopes, collected.failed, collected.cache_hits, len(tasks))
 
 
-def _collect(result, per_rec, envelopes, failed) -> None:
-    index, packed, error = result
-    if error:
-        failed.append(error)
-        return
-    for variant, data in packed.items():
+@dataclass
+class _Collected:
+    """The windows of each recording and variant, and each recording's envelope, as they are read or computed."""
+
+    per_rec: dict[int, dict[int, tuple[list[np.ndarray], list[float]]]] = field(default_factory=dict)
+    envelopes: dict[int, np.ndarray] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    cache_hits: int = 0
+
+    def read_cache(self, index: int, variant: int, path: Path) -> bool:
+        """Take one variant from the cache; False when it is missing or unreadable (then it is computed)."""
+        try:
+            with np.load(path) as data:
+                self._add(index, variant, data)
+        except (OSError, ValueError, KeyError):
+            return False
+        self.cache_hits += 1
+        return True
+
+    def collect(self, result: tuple[int, dict[int, dict[str, np.ndarray]], str | None]) -> None:
+        """What :func:`_extract_one` returned for one recording."""
+        index, packed, error = result
+        if error:
+            self.failed.append(error)
+            return
+        for variant, data in packed.items():
+            self._add(index, variant, data)
+
+    def _add(self, index: int, variant: int, data) -> None:
         feats, speech, env = _unpack(data)
-        per_rec.setdefault(index, {})[variant] = (feats, speech)
-        envelopes[index] = env
+        self.per_rec.setdefault(index, {})[variant] = (feats, speech)
+        self.envelopes[index] = env
+
+    def windows(self) -> Windows:
+        """Every window, in order of recording then variant."""
+        windows = Windows()
+        for index in sorted(self.per_rec):
+            for variant in sorted(self.per_rec[index]):
+                feats, speech = self.per_rec[index][variant]
+                for f, s in zip(feats, speech, strict=True):
+                    windows.features.append(f)
+                    windows.speech.append(s)
+                    windows.recording.append(index)
+                    windows.variant.append(variant)
+        return windows
+
+
+def _compute(tasks: list[tuple], collected: _Collected, workers: int, progress: bool) -> None:
+    """Run :func:`_extract_one` on every task, in worker processes when ``workers`` > 1."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(tasks), desc="features", unit="file", disable=not progress)
+    if workers > 1:
+        # spawn, not fork: the parent may already run TensorFlow threads (LOCO before a baseline).
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for result in pool.map(_extract_one, tasks, chunksize=4):
+                collected.collect(result)
+                bar.update()
+    else:
+        for task in tasks:
+            collected.collect(_extract_one(task))
+            bar.update()
+    bar.close()
 
 
 def find_same_audio(recordings: Sequence[Recording], envelopes: dict[int, np.ndarray],

@@ -44,7 +44,8 @@ def merge(into: Path, runs: list[Path]) -> list[str]:
                 continue
             record = json.loads(path.read_text(encoding="utf-8"))
             if not _same_recipe(summary, record):
-                raise click.ClickException(f"{run}: {cell} was trained on other data or with another recipe than {path}")
+                raise click.ClickException(f"{run}: {cell} was trained on other data or with another recipe "
+                                           f"than {path}")
             record["metrics"]["loco"] = loco
             record["metrics"]["loco_clip_accuracy"] = {h: m.get("accuracy") for h, m in loco.items()}
             record["metrics"]["loco_balanced_accuracy"] = {h: m.get("balanced_accuracy") for h, m in loco.items()}

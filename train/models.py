@@ -1,4 +1,4 @@
-"""Keras architectures for the three recurrent cells. The export step relies on this exact layout.
+r"""Keras architectures for the three recurrent cells. The export step relies on this exact layout.
 
 Layout (names matter to the exporter):
     Input "features" (batch, time, n_features)

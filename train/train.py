@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -63,8 +64,8 @@ class TrainSet:
     def build(cls, windows: Windows, recordings: Sequence[Recording], indices: Sequence[int],
               variants: bool = True) -> TrainSet:
         wanted = set(indices)
-        mask = np.array([r in wanted and (variants or v == 0) for r, v in zip(windows.recording, windows.variant)],
-                        dtype=bool)
+        mask = np.array([r in wanted and (variants or v == 0)
+                         for r, v in zip(windows.recording, windows.variant, strict=True)], dtype=bool)
         subset = windows.select(mask) if len(windows) else windows
         y = np.array([recordings[r].y for r in subset.recording], dtype=np.float32)
         names = [f"{recordings[r].corpus}/{recordings[r].label}" for r in subset.recording]
@@ -275,7 +276,7 @@ def fit(config: TrainConfig, cell: str, train: TrainSet, val: TrainSet, progress
             losses.append(float(logs["loss"]))
             accs.append(np.nan)
         val_loss, val_acc = validation_loss(model, val, config.balance)
-        for key, value in zip(history, (np.mean(losses), np.mean(accs), val_loss, val_acc)):
+        for key, value in zip(history, (np.mean(losses), np.mean(accs), val_loss, val_acc), strict=True):
             history[key].append(float(value))
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
         score = val_loss if np.isfinite(val_loss) else np.mean(losses)
@@ -401,7 +402,7 @@ def _free(result: FitResult) -> None:
 def _parity_sample(windows: Windows, indices: Sequence[int], count: int, seed: int) -> dict[str, np.ndarray]:
     """~count real clean test windows spread over their lengths, for the exporter's parity check."""
     wanted = set(indices)
-    candidates = np.array([i for i, (r, v) in enumerate(zip(windows.recording, windows.variant))
+    candidates = np.array([i for i, (r, v) in enumerate(zip(windows.recording, windows.variant, strict=True))
                            if r in wanted and v == 0], dtype=np.int64)
     rng = np.random.default_rng(seed)
     if candidates.size == 0:
@@ -428,7 +429,8 @@ def corpus_table(recordings: Sequence[Recording]) -> dict[str, dict]:
         if rec.is_speech:
             row[rec.label].add(rec.group)
     return {name: {"files": row["files"], "speakers_female": len(row["female"]), "speakers_male": len(row["male"]),
-                   "kind": row["kind"], "loco_group": LOCO_GROUPS.get(name, name)} for name, row in sorted(table.items())}
+                   "kind": row["kind"], "loco_group": LOCO_GROUPS.get(name, name)}
+            for name, row in sorted(table.items())}
 
 
 def _training_json(config: TrainConfig, cell: str, metrics: dict, manifest_sha: str, created: str,
@@ -460,115 +462,183 @@ def _summary_metrics(metrics: dict) -> dict:
     return {k: metrics[k] for k in keys if k in metrics}
 
 
+@dataclass
+class _Run:
+    """What the steps of one ``gvd train`` run share."""
+
+    config: TrainConfig
+    options: RunOptions
+    prepared: Prepared
+    created: str  # ISO time of the run, also in the model version
+    out_dir: Path | None
+    reports_root: Path
+
+    @property
+    def stamp(self) -> str:
+        return self.created.replace("-", "").replace(":", "")
+
+    def training_json(self, cell: str, metrics: dict) -> dict:
+        return _training_json(self.config, cell, metrics, self.prepared.manifest_sha256, self.created,
+                              corpus_table(self.prepared.recordings))
+
+
 def run(config: TrainConfig, options: RunOptions) -> dict:
     """The whole of ``gvd train``. Returns the summary that is also written to disk."""
     from datetime import datetime, timezone
-    from pathlib import Path
 
     from .data import manifest, speaker_split
-    from .evaluate import evaluate
-    from .reports import loco_table, write_cell_report, write_json
+    from .reports import write_json
 
     started = time.perf_counter()
     created = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    stamp = created.replace("-", "").replace(":", "")
     prepared = prepare(config, options)
     recs = prepared.recordings
-    summary: dict = {
+    summary = _new_summary(config, prepared, created)
+    current = _Run(config, options, prepared, created, Path(options.out) if options.out else None,
+                   Path(options.reports_dir))
+    split = speaker_split(recs, config.split, seed=config.seed)
+    final = _train_final(current, split, summary) if options.final else {}
+    loco, tables = _run_all_loco(current, summary)
+    report_dirs = _report_cells(current, final, loco, tables, summary)
+    if tables:
+        report_dirs["loco"] = _write_loco_tables(current, tables)
+    summary["wall_seconds"] = time.perf_counter() - started
+    summary["reports"] = {k: str(v) for k, v in report_dirs.items()}
+    if current.out_dir is not None:
+        write_json(current.out_dir / "run_summary.json", summary)
+        write_json(current.out_dir / "data_manifest.json", manifest(recs))
+    if options.mlflow:
+        from .reports import log_mlflow
+
+        summary["mlflow_run_id"] = log_mlflow(config, summary, recs, report_dirs, current.out_dir, options.cells)
+    return summary
+
+
+def _new_summary(config: TrainConfig, prepared: Prepared, created: str) -> dict:
+    recs = prepared.recordings
+    return {
         "preset": config.preset, "created": created, "n_recordings": len(recs),
         "corpora": sorted({r.corpus for r in recs}), "duplicates_dropped": prepared.dropped,
         "same_audio_merged": prepared.same_audio, "failed": prepared.failed,
         "extract_seconds": prepared.extract_seconds, "manifest_sha256": prepared.manifest_sha256,
         "cells": {}, "train_seconds": {}, "train_config": config.to_dict(),
     }
-    out_dir = Path(options.out) if options.out else None
-    reports_root = Path(options.reports_dir)
-    split = speaker_split(recs, config.split, seed=config.seed)
+
+
+def _train_final(current: _Run, split: dict[str, list[Recording]], summary: dict) -> dict:
+    """The deliverable model of each cell, trained on the speaker split: ``{cell: (metrics, scores, fit)}``."""
+    from .evaluate import evaluate
+
+    config, options = current.config, current.options
+    recs, windows = current.prepared.recordings, current.prepared.windows
     test_idx = _indices(recs, split["test"])
+    train = TrainSet.build(windows, recs, _indices(recs, split["train"]))
+    val = TrainSet.build(windows, recs, _indices(recs, split["val"]), variants=False)
     final: dict = {}
-    if options.final:
-        train = TrainSet.build(prepared.windows, recs, _indices(recs, split["train"]))
-        val = TrainSet.build(prepared.windows, recs, _indices(recs, split["val"]), variants=False)
-        for cell in options.cells:
-            result = fit(config, cell, train, val, options.progress, label=f"{config.preset} {cell} final")
-            metrics, scores = evaluate(result.model, recs, prepared.windows, test_idx)
-            metrics.update(train_seconds=result.seconds, epochs=len(result.history["loss"]),
-                           best_epoch=result.best_epoch + 1, weight_bytes=result.weight_bytes)
-            summary["train_seconds"][f"{cell}/final"] = result.seconds
-            final[cell] = (metrics, scores, result)
-            if out_dir is not None:
-                cell_dir = out_dir / cell
-                cell_dir.mkdir(parents=True, exist_ok=True)
-                result.model.save(cell_dir / "model.keras")
-                parity = _parity_sample(prepared.windows, test_idx, options.parity_windows, config.seed)
-                if parity:
-                    np.savez(cell_dir / "parity_windows.npz", **parity)
-                write_test_windows(cell_dir, prepared.windows, recs, test_idx)
-                write_json(cell_dir / "training.json",
-                           _training_json(config, cell, {"test": metrics, **_summary_metrics(metrics)},
-                                          prepared.manifest_sha256, created, corpus_table(recs)))
-            result.model = None
-    loco: dict = {}
-    tables: dict = {}
-    if options.loco and len(summary["corpora"]) >= 2:
-        loco[config.preset] = run_loco(config, prepared, options.cells, options.progress)
-        if options.baseline and config.preset != "original":
-            from .config import preset as load_preset
-
-            original = load_preset("original")
-            from dataclasses import replace as _replace
-
-            original = _replace(original, seed=config.seed, threads=config.threads, workers=config.workers)
-            base_prepared = prepare(original, options)
-            loco["original"] = run_loco(original, base_prepared, options.cells, options.progress)
-        for preset_name, cells in loco.items():
-            for cell, folds in cells.items():
-                for held_out, (_, _, result) in folds.items():
-                    summary["train_seconds"][f"{preset_name}/{cell}/loco-{held_out}"] = result.seconds
-        md, table = loco_table({p: {c: {h: m for h, (m, _, _) in f.items()} for c, f in cells.items()}
-                                for p, cells in loco.items()})
-        tables = {"markdown": md, "json": table}
-        summary["loco"] = table
-    # Reports per cell and the final training.json with LOCO numbers in it.
-    report_dirs = {}
     for cell in options.cells:
-        cell_loco = loco.get(config.preset, {}).get(cell, {})
-        loco_metrics = {h: m for h, (m, _, _) in cell_loco.items()}
-        if cell in final:
-            metrics, scores, result = final[cell]
-            metrics_all = {"test": metrics, "loco": loco_metrics, **_summary_metrics(metrics)}
-            if loco_metrics:
-                metrics_all["loco_clip_accuracy"] = {h: m.get("accuracy") for h, m in loco_metrics.items()}
-                metrics_all["loco_balanced_accuracy"] = {h: m.get("balanced_accuracy") for h, m in loco_metrics.items()}
-                metrics_all["loco_worst_balanced_accuracy"] = min(
-                    (m["balanced_accuracy"] for m in loco_metrics.values() if "balanced_accuracy" in m), default=None)
-            histories = {"final": result.history, **{f"loco-{h}": r.history for h, (_, _, r) in cell_loco.items()}}
-            folder = write_cell_report(reports_root / f"{cell}_{stamp}", cell, metrics_all, scores, 0.5, histories,
-                                       {h: s for h, (_, s, _) in cell_loco.items()},
-                                       tables.get("markdown"), tables.get("json"))
-            report_dirs[cell] = folder
-            summary["cells"][cell] = metrics_all
-            if out_dir is not None:
-                write_json(out_dir / cell / "training.json",
-                           _training_json(config, cell, metrics_all, prepared.manifest_sha256, created,
-                                          corpus_table(recs)))
-        elif loco_metrics:
-            summary["cells"][cell] = {"loco": loco_metrics}
-    if tables:
-        folder = reports_root / f"loco_{stamp}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "loco.md").write_text(tables["markdown"], encoding="utf-8")
-        write_json(folder / "loco.json", tables["json"])
-        report_dirs["loco"] = folder
-        if out_dir is not None:
-            (out_dir / "loco_table.md").write_text(tables["markdown"], encoding="utf-8")
-    summary["wall_seconds"] = time.perf_counter() - started
-    summary["reports"] = {k: str(v) for k, v in report_dirs.items()}
-    if out_dir is not None:
-        write_json(out_dir / "run_summary.json", summary)
-        write_json(out_dir / "data_manifest.json", manifest(recs))
-    if options.mlflow:
-        from .reports import log_mlflow
+        result = fit(config, cell, train, val, options.progress, label=f"{config.preset} {cell} final")
+        metrics, scores = evaluate(result.model, recs, windows, test_idx)
+        metrics.update(train_seconds=result.seconds, epochs=len(result.history["loss"]),
+                       best_epoch=result.best_epoch + 1, weight_bytes=result.weight_bytes)
+        summary["train_seconds"][f"{cell}/final"] = result.seconds
+        final[cell] = (metrics, scores, result)
+        if current.out_dir is not None:
+            _save_final_model(current, cell, current.out_dir / cell, result, metrics, test_idx)
+        result.model = None
+    return final
 
-        summary["mlflow_run_id"] = log_mlflow(config, summary, recs, report_dirs, out_dir, options.cells)
-    return summary
+
+def _save_final_model(current: _Run, cell: str, cell_dir: Path, result: FitResult, metrics: dict,
+                      test_idx: list[int]) -> None:
+    """The Keras model, the exporter's parity and test windows, and a training.json without LOCO yet."""
+    from .reports import write_json
+
+    prepared = current.prepared
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    result.model.save(cell_dir / "model.keras")
+    parity = _parity_sample(prepared.windows, test_idx, current.options.parity_windows, current.config.seed)
+    if parity:
+        np.savez(cell_dir / "parity_windows.npz", **parity)
+    write_test_windows(cell_dir, prepared.windows, prepared.recordings, test_idx)
+    write_json(cell_dir / "training.json", current.training_json(cell, {"test": metrics, **_summary_metrics(metrics)}))
+
+
+def _run_all_loco(current: _Run, summary: dict) -> tuple[dict, dict]:
+    """LOCO of this preset (and of the original recipe with ``baseline``): ``({preset: {cell: {held_out:
+    (metrics, scores, fit)}}}, {"markdown": table, "json": table})``, both empty when LOCO is not run."""
+    from .reports import loco_table
+
+    config, options = current.config, current.options
+    if not (options.loco and len(summary["corpora"]) >= 2):
+        return {}, {}
+    loco = {config.preset: run_loco(config, current.prepared, options.cells, options.progress)}
+    if options.baseline and config.preset != "original":
+        loco["original"] = _baseline_loco(current)
+    for preset_name, cells in loco.items():
+        for cell, folds in cells.items():
+            for held_out, (_, _, result) in folds.items():
+                summary["train_seconds"][f"{preset_name}/{cell}/loco-{held_out}"] = result.seconds
+    md, table = loco_table({p: {c: {h: m for h, (m, _, _) in f.items()} for c, f in cells.items()}
+                            for p, cells in loco.items()})
+    summary["loco"] = table
+    return loco, {"markdown": md, "json": table}
+
+
+def _baseline_loco(current: _Run) -> dict:
+    """The original recipe's LOCO with this run's seed and threads, for the side-by-side table."""
+    from .config import preset as load_preset
+
+    config, options = current.config, current.options
+    original = replace(load_preset("original"), seed=config.seed, threads=config.threads, workers=config.workers)
+    return run_loco(original, prepare(original, options), options.cells, options.progress)
+
+
+def _report_cells(current: _Run, final: dict, loco: dict, tables: dict, summary: dict) -> dict[str, Path]:
+    """Reports per cell, and the final training.json with LOCO numbers in it."""
+    report_dirs: dict[str, Path] = {}
+    for cell in current.options.cells:
+        cell_loco = loco.get(current.config.preset, {}).get(cell, {})
+        if cell in final:
+            report_dirs[cell] = _report_final_cell(current, cell, final[cell], cell_loco, tables, summary)
+        elif cell_loco:
+            summary["cells"][cell] = {"loco": {h: m for h, (m, _, _) in cell_loco.items()}}
+    return report_dirs
+
+
+def _report_final_cell(current: _Run, cell: str, final_fit: tuple, cell_loco: dict, tables: dict,
+                       summary: dict) -> Path:
+    from .reports import write_cell_report, write_json
+
+    metrics, scores, result = final_fit
+    metrics_all = _metrics_with_loco(metrics, {h: m for h, (m, _, _) in cell_loco.items()})
+    histories = {"final": result.history, **{f"loco-{h}": r.history for h, (_, _, r) in cell_loco.items()}}
+    folder = write_cell_report(current.reports_root / f"{cell}_{current.stamp}", cell, metrics_all, scores, 0.5,
+                               histories, {h: s for h, (_, s, _) in cell_loco.items()},
+                               tables.get("markdown"), tables.get("json"))
+    summary["cells"][cell] = metrics_all
+    if current.out_dir is not None:
+        write_json(current.out_dir / cell / "training.json", current.training_json(cell, metrics_all))
+    return folder
+
+
+def _metrics_with_loco(metrics: dict, loco_metrics: dict) -> dict:
+    """The test metrics, the LOCO folds' and their summaries (the worst fold's balanced accuracy picks the default)."""
+    metrics_all = {"test": metrics, "loco": loco_metrics, **_summary_metrics(metrics)}
+    if loco_metrics:
+        metrics_all["loco_clip_accuracy"] = {h: m.get("accuracy") for h, m in loco_metrics.items()}
+        metrics_all["loco_balanced_accuracy"] = {h: m.get("balanced_accuracy") for h, m in loco_metrics.items()}
+        metrics_all["loco_worst_balanced_accuracy"] = min(
+            (m["balanced_accuracy"] for m in loco_metrics.values() if "balanced_accuracy" in m), default=None)
+    return metrics_all
+
+
+def _write_loco_tables(current: _Run, tables: dict) -> Path:
+    from .reports import write_json
+
+    folder = current.reports_root / f"loco_{current.stamp}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "loco.md").write_text(tables["markdown"], encoding="utf-8")
+    write_json(folder / "loco.json", tables["json"])
+    if current.out_dir is not None:
+        (current.out_dir / "loco_table.md").write_text(tables["markdown"], encoding="utf-8")
+    return folder

@@ -32,10 +32,17 @@ from .jobs import DEFAULT_RETRAIN_COMMAND
 from .promotion import load_holdout
 from .recent import RecentPrediction
 from .security import GuardMiddleware, is_loopback
-from .services import (ServeOptions, Services, build_services, default_data_dir, default_feedback_dir,  # noqa: F401
-                       feedback_summary, retraining_state)
-from .store import check_label, check_prediction_id
-from .uploads import receive_upload, sniff_suffix
+from .services import (  # noqa: F401
+    ServeOptions,
+    Services,
+    build_services,
+    default_data_dir,
+    default_feedback_dir,
+    feedback_summary,
+    retraining_state,
+)
+from .store import Correction, check_label, check_prediction_id
+from .uploads import Upload, receive_upload, sniff_suffix
 from .work import ClientGone
 from .worker import predict_file
 
@@ -106,57 +113,29 @@ def create_app(options: ServeOptions | None = None, detector: Any = None):
 
 
 def install_routes(app, services: Services, Request, JSONResponse) -> None:
-    options, pool, recent, queue = services.options, services.pool, services.recent, services.queue
-
     def takes_request(endpoint):
         # With postponed annotations FastAPI would look 'Request' up in this module's globals, where
         # it is not (fastapi is imported lazily); give it the class itself.
         endpoint.__annotations__["request"] = Request
         return endpoint
 
-    async def predict_upload(request, name: str) -> tuple[str, dict[str, Any]]:
-        upload = await receive_upload(request, options.max_upload_bytes, recent.new_path)
-        try:
-            if upload.suffix not in AUDIO_EXTENSIONS:  # name it by its content, for the decoder and for training
-                sniffed = sniff_suffix(upload.path)
-                if sniffed:
-                    renamed = upload.path.with_suffix(sniffed)
-                    upload.path.rename(renamed)
-                    upload.path, upload.suffix = renamed, sniffed
-            pool.mark_used(name)
-            result = await queue.run(request.is_disconnected, predict_file, pool.source(name), options.threads,
-                                     str(upload.path), options.max_audio_seconds)
-        except ApiError as exc:
-            upload.path.unlink(missing_ok=True)
-            shown = upload.filename or "the upload"  # the user's file, not the server's copy
-            exc.message = exc.message.replace(str(upload.path), shown).replace(upload.path.name, shown)
-            raise
-        except ClientGone:
-            upload.path.unlink(missing_ok=True)
-            raise ApiError(499, "client_closed_request", "the client went away before the answer") from None
-        except BaseException:
-            upload.path.unlink(missing_ok=True)
-            raise
-        prediction_id = uuid.uuid4().hex
-        client = request.client.host if request.client else "unknown"
-        item = RecentPrediction(prediction_id, upload.path, str(result.get("label")), result.get("p_female"),
-                                str(result.get("model") or name), bool(result.get("mixed")), client,
-                                upload.path.stat().st_size)
-        if not _teachable(item):  # it can never be stored: keep what answers a correction, not the audio
-            upload.path.unlink(missing_ok=True)
-            item.size = 0
-        recent.add(item)
-        return prediction_id, result
+    _install_predict(app, services, takes_request, JSONResponse)
+    _install_feedback(app, services, takes_request, JSONResponse)
+    _install_state(app, services, takes_request, JSONResponse)
 
+
+def _install_predict(app, services: Services, takes_request, JSONResponse) -> None:
     @app.post("/predict")
     @takes_request
     async def predict(request):
         """Upload an audio file (multipart field ``file``); ``?model=`` one of ``GET /models``."""
-        name = pool.resolve(request.query_params.get("model"))
-        queue.check_room()
-        prediction_id, result = await predict_upload(request, name)
+        name = services.pool.resolve(request.query_params.get("model"))
+        services.queue.check_room()
+        prediction_id, result = await _predict_upload(services, request, name)
         return JSONResponse({**result, "prediction_id": prediction_id})
 
+
+def _install_feedback(app, services: Services, takes_request, JSONResponse) -> None:
     @app.post("/feedback")
     @takes_request
     async def feedback(request):
@@ -164,20 +143,9 @@ def install_routes(app, services: Services, Request, JSONResponse) -> None:
         body = await _feedback_body(request)
         prediction_id = check_prediction_id(body.get("prediction_id"))
         label = check_label(body.get("correct_label"))
-        client = request.client.host if request.client else "unknown"
+        client = _client_host(request)
         services.rate.check(client)
-        item = recent.take(prediction_id)
-        try:
-            _check_teachable(item)
-            from starlette.concurrency import run_in_threadpool
-
-            record = await run_in_threadpool(
-                lambda: services.store.add(item.audio, prediction_id=item.prediction_id,
-                                           predicted_label=item.predicted_label, p_female=item.p_female,
-                                           correct_label=label, model=item.model, client=client, move=True))
-        except BaseException:
-            recent.give_back(item)  # nothing was stored: the user may try again
-            raise
+        record = await _store_correction(services, services.recent.take(prediction_id), label, client)
         started = services.jobs.maybe_start()
         stored = {k: v for k, v in record.to_dict().items() if k != "file"}
         return JSONResponse({"prediction_id": prediction_id, "stored": stored, "retrain_started": started,
@@ -192,6 +160,10 @@ def install_routes(app, services: Services, Request, JSONResponse) -> None:
             _admin(services, request)
             answer["runs"] = [run.admin() for run in services.jobs.runs()]
         return JSONResponse(answer)
+
+
+def _install_state(app, services: Services, takes_request, JSONResponse) -> None:
+    pool, queue, options = services.pool, services.queue, services.options
 
     @app.get("/health")
     async def health():
@@ -215,6 +187,67 @@ def install_routes(app, services: Services, Request, JSONResponse) -> None:
     async def models_history(request):
         _admin(services, request)
         return JSONResponse(services.registry.history())
+
+
+async def _predict_upload(services: Services, request, name: str) -> tuple[str, dict[str, Any]]:
+    """Receive the upload, predict it in a worker and remember it for a correction."""
+    options, pool = services.options, services.pool
+    upload = await receive_upload(request, options.max_upload_bytes, services.recent.new_path)
+    try:
+        _name_by_content(upload)
+        pool.mark_used(name)
+        result = await services.queue.run(request.is_disconnected, predict_file, pool.source(name), options.threads,
+                                          str(upload.path), options.max_audio_seconds)
+    except ApiError as exc:
+        upload.path.unlink(missing_ok=True)
+        shown = upload.filename or "the upload"  # the user's file, not the server's copy
+        exc.message = exc.message.replace(str(upload.path), shown).replace(upload.path.name, shown)
+        raise
+    except ClientGone:
+        upload.path.unlink(missing_ok=True)
+        raise ApiError(499, "client_closed_request", "the client went away before the answer") from None
+    except BaseException:
+        upload.path.unlink(missing_ok=True)
+        raise
+    prediction_id = uuid.uuid4().hex
+    item = RecentPrediction(prediction_id, upload.path, str(result.get("label")), result.get("p_female"),
+                            str(result.get("model") or name), bool(result.get("mixed")), _client_host(request),
+                            upload.path.stat().st_size)
+    if not _teachable(item):  # it can never be stored: keep what answers a correction, not the audio
+        upload.path.unlink(missing_ok=True)
+        item.size = 0
+    services.recent.add(item)
+    return prediction_id, result
+
+
+def _name_by_content(upload: Upload) -> None:
+    """An upload without a known audio extension is renamed by its content, for the decoder and for training."""
+    if upload.suffix in AUDIO_EXTENSIONS:
+        return
+    sniffed = sniff_suffix(upload.path)
+    if sniffed:
+        renamed = upload.path.with_suffix(sniffed)
+        upload.path.rename(renamed)
+        upload.path, upload.suffix = renamed, sniffed
+
+
+async def _store_correction(services: Services, item: RecentPrediction, label: str, client: str) -> Correction:
+    """Move the recording into the feedback store with its right label; on failure it may be corrected again."""
+    try:
+        _check_teachable(item)
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(
+            lambda: services.store.add(item.audio, prediction_id=item.prediction_id,
+                                       predicted_label=item.predicted_label, p_female=item.p_female,
+                                       correct_label=label, model=item.model, client=client, move=True))
+    except BaseException:
+        services.recent.give_back(item)  # nothing was stored: the user may try again
+        raise
+
+
+def _client_host(request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 async def _feedback_body(request) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from ..errors import GvdError
-from .promotion import LabelledClip, Registry, load_holdout, promote as promote_candidate
+from .promotion import LabelledClip, Registry, load_holdout
+from .promotion import promote as promote_candidate
 from .store import read_recent
 
 

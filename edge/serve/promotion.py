@@ -16,10 +16,11 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from ..errors import GvdError
 from .store import LABELS, fsync_dir, utc_now
@@ -98,7 +99,7 @@ def balanced_accuracy(truth: Sequence[str], predicted: Sequence[str]) -> float:
     """Mean recall over the labels present; a no_speech answer counts as wrong."""
     recalls = []
     for label in LABELS:
-        picked = [p for t, p in zip(truth, predicted) if t == label]
+        picked = [p for t, p in zip(truth, predicted, strict=True) if t == label]
         if picked:
             recalls.append(sum(p == label for p in picked) / len(picked))
     return sum(recalls) / len(recalls)
@@ -114,7 +115,7 @@ def evaluate(model: Path, holdout: Holdout, corrections: Sequence[LabelledClip],
         truth.append(clip.label)
         predicted.append(detector.predict(clip.file).label)
     per_corpus = {corpus: round(balanced_accuracy(*pair), 6) for corpus, pair in sorted(by_corpus.items())}
-    worst = min(per_corpus, key=per_corpus.get)
+    worst = min(per_corpus, key=per_corpus.__getitem__)
     right = [detector.predict(c.file).label == c.label for c in corrections]
     return Evaluation(detector.name, holdout.sha256, len(holdout.clips), per_corpus, worst, per_corpus[worst],
                       len(right), round(sum(right) / len(right), 6) if right else None)

@@ -7,9 +7,10 @@ The body is never held in memory; the file part is refused with 413 as soon as i
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from .. import audio
 from ..errors import MissingExtraError, require

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from .errors import ApiError
 
@@ -78,7 +79,8 @@ class WorkQueue:
         future.add_done_callback(lambda _: self._release())
         watcher = asyncio.ensure_future(self._watch(disconnected))
         try:
-            done, _ = await asyncio.wait({future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            racers: set[asyncio.Future[Any]] = {future, watcher}
+            done, _ = await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
         finally:
             watcher.cancel()
         if future not in done:
