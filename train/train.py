@@ -640,5 +640,6 @@ def _write_loco_tables(current: _Run, tables: dict) -> Path:
     (folder / "loco.md").write_text(tables["markdown"], encoding="utf-8")
     write_json(folder / "loco.json", tables["json"])
     if current.out_dir is not None:
+        current.out_dir.mkdir(parents=True, exist_ok=True)  # a LOCO-only run has written nothing there yet
         (current.out_dir / "loco_table.md").write_text(tables["markdown"], encoding="utf-8")
     return folder
