@@ -31,12 +31,40 @@ def _same_recipe(summary: dict, record: dict) -> bool:
     return {k: v for k, v in config.items() if k != "seed"} == {k: v for k, v in ours.items() if k != "seed"}
 
 
+def summary_from_table(path: Path, into: Path) -> dict:
+    """A run summary rebuilt from a LOCO report's ``loco.json`` (what a LOCO-only run that stopped
+    before writing its summary left), taking data hash and recipe from ``into``'s first cell: the
+    caller vouches that both runs used them."""
+    table = json.loads(path.read_text(encoding="utf-8"))
+    record = json.loads(next(into.glob("*/training.json")).read_text(encoding="utf-8"))
+    cells: dict = {}
+    for preset, by_cell in table.items():
+        for cell, t in by_cell.items():
+            loco = {}
+            for held_out in t["balanced_accuracy"]:
+                metrics = {key: t[key].get(held_out) for key in ("accuracy", "balanced_accuracy", "recall_female",
+                                                                  "recall_male", "confident_accuracy", "no_speech_rate",
+                                                                  "n_clips")}
+                metrics["roc_auc"] = t["auc"].get(held_out)
+                if held_out == "indonesian" and t.get("indonesian_per_format"):
+                    metrics["indonesian_per_format"] = {k: {"accuracy": v} for k, v in t["indonesian_per_format"].items()}
+                loco[held_out] = {k: v for k, v in metrics.items() if v is not None}
+            cells[cell] = {"loco": loco}
+    return {"preset": record.get("preset"), "manifest_sha256": record.get("data_manifest_sha256"), "cells": cells}
+
+
 def merge(into: Path, runs: list[Path]) -> list[str]:
-    """Merge every cell's LOCO metrics found in ``runs`` into ``into/<cell>/training.json``."""
+    """Merge every cell's LOCO metrics found in ``runs`` into ``into/<cell>/training.json``.
+
+    A run is a training output folder (its ``run_summary.json``) or a LOCO report's ``loco.json``.
+    """
     merged = []
     tables: dict = {}
     for run in runs:
-        summary = json.loads((run / "run_summary.json").read_text(encoding="utf-8"))
+        if run.is_file():
+            summary = summary_from_table(run, into)
+        else:
+            summary = json.loads((run / "run_summary.json").read_text(encoding="utf-8"))
         for cell, metrics in summary.get("cells", {}).items():
             loco = metrics.get("loco")
             path = into / cell / "training.json"
@@ -63,7 +91,7 @@ def merge(into: Path, runs: list[Path]) -> list[str]:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--into", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The run that trained the shipped models (<cell>/training.json).")
-@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 def main(into: Path, runs: tuple[Path, ...]) -> None:
     merged = merge(into, list(runs))
     if not merged:
