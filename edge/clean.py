@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 # noisereduce.reduce_noise pads every chunk with this many zeros before its STFT, which fixes the
 # phase of its frame grid; using the same grid makes our output equal to its output, not just close.
 _NOISEREDUCE_PADDING = 30000

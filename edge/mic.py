@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib
 import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -140,7 +141,7 @@ class Microphone:
     def _finished(self) -> None:
         self._queue.put(_END)
 
-    def open(self) -> "Microphone":
+    def open(self) -> Microphone:
         try:
             self._stream = self.sd.InputStream(device=self.device, channels=1, samplerate=self.samplerate,
                                                blocksize=self.blocksize, dtype="float32",
@@ -181,7 +182,7 @@ class Microphone:
         closer.start()
         closer.join(self.close_timeout)
 
-    def __enter__(self) -> "Microphone":
+    def __enter__(self) -> Microphone:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:

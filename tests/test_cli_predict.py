@@ -17,8 +17,15 @@ from click.testing import CliRunner
 
 from edge.commands import models as models_command
 from edge.commands import predict
+
 from model_fixtures import (  # noqa: F401 - fixtures
-    REPO, SHIPPED_MANIFEST, fake_model, make_model, models_env, shipped_models, voice,
+    REPO,
+    SHIPPED_MANIFEST,
+    fake_model,
+    make_model,
+    models_env,
+    shipped_models,
+    voice,
 )
 
 RATE = 16000

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from edge import mic
 from edge.commands import devices, listen
 from edge.errors import MissingExtraError
+
 from model_fixtures import REPO, fake_model, voice  # noqa: F401 - fixtures
 
 

@@ -50,7 +50,7 @@ class AugmentConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AugmentConfig":
+    def from_dict(cls, data: dict) -> AugmentConfig:
         data = dict(data)
         for key in ("rt60", "snr_db", "cutoffs_hz", "codecs", "gain_db", "speed", "music_snr_db", "music_files",
                     "clip_drive", "dc_offset"):

@@ -17,18 +17,18 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import click
 import numpy as np
 
 from edge.audio import AUDIO_EXTENSIONS, ChunkResampler, _downmix, open_audio
 from edge.errors import AudioError, what_is_wrong
-from edge.settings import DEFAULT_SETTINGS
 from edge.features import FrameStats, analyse_frames
+from edge.settings import DEFAULT_SETTINGS
 from edge.vad import speech_mask
 
 ANALYSIS_RATE = 16000
