@@ -25,7 +25,8 @@ from .dataset import Windows
 def select_test_windows(windows: Windows, recordings: Sequence[Recording],
                         test_indices: Sequence[int]) -> LabelledWindows:
     """The clean (variant 0) windows of the recordings ``test_indices``, with their labels."""
-    wanted = set(test_indices)
+    # Non-speech recordings have no sex label: they are the speech output's test, not this file's.
+    wanted = {i for i in test_indices if recordings[i].is_speech}
     picked = [i for i, (rec, variant) in enumerate(zip(windows.recording, windows.variant, strict=True))
               if rec in wanted and variant == 0]
     recs = [recordings[windows.recording[i]] for i in picked]
