@@ -142,8 +142,19 @@ class BatchMaker:
             if crop and length < feats.shape[0]:
                 window = normalize_window(window, self.config.features)
             x[row] = window
+        self._shift_pitch(x)
         self._mask(x)
         return x, self.data.y[idx], idx
+
+    def _shift_pitch(self, x: np.ndarray) -> None:
+        """Move each chosen crop's log-F0 column (voiced frames) by one random offset, in place."""
+        config = self.config
+        if not config.p_pitch_shift or not config.features.pitch:
+            return
+        log_f0, voicing = config.features.n_mfcc, config.features.n_mfcc + 1
+        for row in np.flatnonzero(self.rng.random(x.shape[0]) < config.p_pitch_shift):
+            voiced = x[row, :, voicing] > config.features.vad_voicing
+            x[row, voiced, log_f0] += self.rng.uniform(-config.pitch_shift_octaves, config.pitch_shift_octaves)
 
     def _mask(self, x: np.ndarray) -> None:
         """SpecAugment: zero random time spans and coefficient bands of each crop, in place."""
