@@ -232,6 +232,55 @@ def _truncation_warning(promised: int, present: int, rate: int) -> str:
     return f"truncated: the header promises {promised / rate:.2f} s, the file holds {present / rate:.2f} s"
 
 
+def _soundfile_info(path: Path, handle) -> AudioInfo:
+    rate = handle.samplerate
+    info = AudioInfo(str(path), handle.format, handle.subtype, rate, handle.channels,
+                     handle.frames / float(rate) if rate else 0.0)
+    if handle.format == "WAV":
+        # libsndfile trims the frame count of a cut WAV to what the file holds; the header still says more.
+        promised = _wav_promised_frames(path)
+        if promised is not None and promised > handle.frames:
+            info.warnings.append(_truncation_warning(promised, handle.frames, rate))
+    return info
+
+
+def _frames_before_error(handle, decoded: int, buffer_frames: int) -> int:
+    """Frames of the failed read that libsndfile did decode (it fills the buffer up to the bad frame)."""
+    reached = handle.tell()
+    return reached - decoded if decoded <= reached <= decoded + buffer_frames else 0
+
+
+def _soundfile_read(path: Path, handle, info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
+    import soundfile as sf
+
+    rate, stated = handle.samplerate, handle.frames
+    decoded = 0
+    with handle:
+        while True:
+            # Read straight into a fresh buffer: on a decoding error libsndfile has already filled
+            # it up to the frame it choked on, and tell() says how far that was.
+            out = np.empty((min(block_frames, max(stated - decoded, 1)), handle.channels), np.float32)
+            try:
+                count = len(handle.read(out=out))
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                count = _frames_before_error(handle, decoded, len(out))
+                if decoded + count == 0:
+                    reason = _libsndfile_reason(exc)
+                    raise CorruptAudioError(f"{path.name}: damaged audio file ({reason})") from None
+                info.warnings.append(
+                    f"truncated or damaged: decoding stopped at {(decoded + count) / rate:.2f} s of "
+                    f"{stated / rate:.2f} s ({_libsndfile_reason(exc)})")
+                if count:
+                    yield out[:count]
+                return
+            if not count:
+                break
+            decoded += count
+            yield out[:count]
+    if 0 < decoded < stated:
+        info.warnings.append(_truncation_warning(stated, decoded, rate))
+
+
 def _soundfile_blocks(path: Path, block_seconds: float):
     import soundfile as sf
 
@@ -239,49 +288,12 @@ def _soundfile_blocks(path: Path, block_seconds: float):
         handle = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
         return None, exc
-    rate = handle.samplerate
-    info = AudioInfo(str(path), handle.format, handle.subtype, rate, handle.channels,
-                     handle.frames / float(rate) if rate else 0.0)
-    stated = handle.frames
-    if handle.format == "WAV":
-        # libsndfile trims the frame count of a cut WAV to what the file holds; the header still says more.
-        promised = _wav_promised_frames(path)
-        if promised is not None and promised > stated:
-            info.warnings.append(_truncation_warning(promised, stated, rate))
-    block_frames = max(1, int(rate * block_seconds))
-
-    def blocks():
-        decoded = 0
-        with handle:
-            while True:
-                # Read straight into a fresh buffer: on a decoding error libsndfile has already filled
-                # it up to the frame it choked on, and tell() says how far that was.
-                out = np.empty((min(block_frames, max(stated - decoded, 1)), handle.channels), np.float32)
-                try:
-                    count = len(handle.read(out=out))
-                except (sf.LibsndfileError, RuntimeError) as exc:
-                    reached = handle.tell()
-                    count = reached - decoded if decoded <= reached <= decoded + len(out) else 0
-                    if decoded + count == 0:
-                        reason = _libsndfile_reason(exc)
-                        raise CorruptAudioError(f"{path.name}: damaged audio file ({reason})") from None
-                    info.warnings.append(
-                        f"truncated or damaged: decoding stopped at {(decoded + count) / rate:.2f} s of "
-                        f"{stated / rate:.2f} s ({_libsndfile_reason(exc)})")
-                    if count:
-                        yield out[:count]
-                    return
-                if not count:
-                    break
-                decoded += count
-                yield out[:count]
-        if 0 < decoded < stated:
-            info.warnings.append(_truncation_warning(stated, decoded, rate))
-
-    return info, blocks()
+    info = _soundfile_info(path, handle)
+    block_frames = max(1, int(handle.samplerate * block_seconds))
+    return info, _soundfile_read(path, handle, info, block_frames)
 
 
-def _pyav_blocks(path: Path, head: bytes):
+def _open_container(path: Path, head: bytes):
     try:
         import av
     except ImportError:
@@ -297,38 +309,56 @@ def _pyav_blocks(path: Path, head: bytes):
     if not container.streams.audio:
         container.close()
         raise NotAudioError(f"{path.name}: the file has no audio stream")
-    stream = container.streams.audio[0]
+    return container
+
+
+def _pyav_info(path: Path, container, stream) -> AudioInfo:
     rate = stream.codec_context.sample_rate or stream.rate
     channels = stream.codec_context.channels
-    duration = float(stream.duration * stream.time_base) if stream.duration else (
-        container.duration / 1e6 if container.duration else 0.0)
-    info = AudioInfo(str(path), container.format.name, stream.codec_context.name, int(rate or 0),
+    if stream.duration and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    else:
+        duration = container.duration / 1e6 if container.duration else 0.0
+    return AudioInfo(str(path), container.format.name, stream.codec_context.name, int(rate or 0),
                      int(channels or 0), duration)
 
-    def blocks():
-        skipped = trailing = 0  # undecodable packets; those since the last good one
-        with container:
-            for packet in container.demux(stream):
-                try:
-                    frames = packet.decode()
-                except av.FFmpegError:
-                    skipped += 1
-                    trailing += 1
-                    continue  # a damaged frame: skip it, keep the rest of the recording
-                if packet.size:
-                    trailing = 0
-                for frame in frames:
-                    data = _to_float32(frame.to_ndarray())
-                    if data.ndim == 2 and frame.format.is_planar:
-                        data = data.T  # (channels, samples) -> (samples, channels)
-                    elif data.ndim == 2:
-                        data = data.reshape(-1, len(frame.layout.channels))
-                    yield data
-        # One bad packet at the very end is a trailing tag or encoder padding in many real MP3s, not damage.
-        if skipped > (1 if trailing == 1 else 0):
-            info.warnings.append(f"damaged: {skipped} undecodable packet(s) skipped")
 
-    return info, blocks()
+def _frame_samples(frame) -> np.ndarray:
+    """One decoded frame as (samples, channels) float32."""
+    data = _to_float32(frame.to_ndarray())
+    if data.ndim == 2 and frame.format.is_planar:
+        return data.T  # (channels, samples) -> (samples, channels)
+    if data.ndim == 2:
+        return data.reshape(-1, len(frame.layout.channels))
+    return data
+
+
+def _pyav_read(container, stream, info: AudioInfo) -> Iterator[np.ndarray]:
+    import av
+
+    skipped = trailing = 0  # undecodable packets; those since the last good one
+    with container:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                skipped += 1
+                trailing += 1
+                continue  # a damaged frame: skip it, keep the rest of the recording
+            if packet.size:
+                trailing = 0
+            for frame in frames:
+                yield _frame_samples(frame)
+    # One bad packet at the very end is a trailing tag or encoder padding in many real MP3s, not damage.
+    if skipped > (1 if trailing == 1 else 0):
+        info.warnings.append(f"damaged: {skipped} undecodable packet(s) skipped")
+
+
+def _pyav_blocks(path: Path, head: bytes):
+    container = _open_container(path, head)
+    stream = container.streams.audio[0]
+    info = _pyav_info(path, container, stream)
+    return info, _pyav_read(container, stream, info)
 
 
 def open_audio(path: str | os.PathLike, block_seconds: float = BLOCK_SECONDS) -> tuple[AudioInfo, Iterator[np.ndarray]]:

@@ -14,13 +14,16 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .errors import GvdError, UnreadableFolderError, what_is_wrong
+
+if TYPE_CHECKING:
+    from .mic import Microphone
 
 LABEL_TEXT = {
     "en": {"female": "female", "male": "male", "no_speech": "no speech"},
@@ -69,7 +72,7 @@ def _audio_files_under(folder: Path, problems: list[FolderProblem]) -> list[str]
         reason = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
         problems.append(FolderProblem(str(exc.filename), f"{reason} (the folder cannot be searched)"))
 
-    found = []
+    found: list[str] = []
     for parent, folders, files in os.walk(folder, onerror=unreadable):
         folders.sort()
         found.extend(os.path.join(parent, f) for f in files if Path(f).suffix.lower() in AUDIO_EXTENSIONS)
@@ -261,10 +264,12 @@ def _predict_records(items: list[tuple[str, Any]], model: str | None, threads: i
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--model", "-m", default=None, help="Shipped model name (gru, lstm, rnn) or an .onnx path; default: the manifest's default.")
+@click.option("--model", "-m", default=None,
+              help="Shipped model name (gru, lstm, rnn) or an .onnx path; default: the manifest's default.")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Decision threshold on p_female (default: the model's own).")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="onnxruntime threads per process.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="onnxruntime threads per process.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes (at most the number of CPUs).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input (JSON lines).")
@@ -272,7 +277,8 @@ def _predict_records(items: list[tuple[str, Any]], model: str | None, threads: i
               help="CSV with a header row (English field names; --lang adds a translated label_text column).")
 @click.option("--lang", type=click.Choice(["en", "id"]), default="en", show_default=True,
               help="Label language: en, or id (Perempuan / Laki-laki / Tidak ada suara).")
-@click.option("--progress/--no-progress", default=None, help="Progress line on stderr (default: for 20+ inputs on a terminal).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress line on stderr (default: for 20+ inputs on a terminal).")
 def predict(paths: tuple[str, ...], model: str | None, threshold: float | None, threads: int, jobs: int,
             as_json: bool, as_csv: bool, lang: str, progress: bool | None) -> None:
     """Classify audio files, folders (searched recursively) or '-' (an audio file on standard input).
@@ -357,6 +363,12 @@ def _paced_chunks(info: Any, blocks: Iterator[Any], realtime: bool, chunk_second
         warnings.extend(info.warnings)
 
 
+def _probability_bar(p_female: float) -> str:
+    """p(female) as ten cells, e.g. F[#######...]."""
+    filled = round(p_female * 10)
+    return "F[" + "#" * filled + "." * (10 - filled) + "]"
+
+
 class _LiveDisplay:
     """A status line on a terminal, a line per decision otherwise, or JSON lines for a kiosk app."""
 
@@ -394,7 +406,7 @@ class _LiveDisplay:
             self._clear()
             click.echo(text)
         elif self.tty:
-            bar = "" if event.p_female is None else "F[" + "#" * round(event.p_female * 10) + "." * (10 - round(event.p_female * 10)) + "]  "
+            bar = "" if event.p_female is None else _probability_bar(event.p_female) + "  "
             sys.stdout.write("\r  " + bar + text.strip() + "\033[K")
             sys.stdout.flush()
             self._status = True
@@ -423,67 +435,74 @@ class _LiveDisplay:
         click.echo(text, err=not self.tty)
 
 
-@click.command()
-@click.option("--device", "-d", default=None, help="Input device index or part of its name (see 'gvd devices').")
-@click.option("--samplerate", type=click.IntRange(min=1000), default=None,
-              help="Capture rate; default: the device's own (audio is resampled for the model).")
-@click.option("--input", "-i", "input_file", default=None,
-              help="Feed a file through the streaming path instead of a microphone (no sounddevice needed).")
-@click.option("--fast", is_flag=True, help="With --input: as fast as possible instead of real time.")
-@click.option("--model", "-m", default=None, help="Shipped model name or .onnx path.")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None)
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--hop", type=click.FloatRange(0.05, 10.0), default=0.5, show_default=True, help="Seconds between windows.")
-@click.option("--smoothing", type=click.IntRange(min=1), default=3, show_default=True, help="Windows averaged per decision.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="Stop after this many seconds of audio.")
-@click.option("--json", "json_lines", is_flag=True, help="One JSON event per line (for a kiosk app reading a pipe).")
-@click.option("--lang", type=click.Choice(["en", "id"]), default="en", show_default=True)
-def listen(device: str | None, samplerate: int | None, input_file: str | None, fast: bool, model: str | None,
-           threshold: float | None, threads: int, hop: float, smoothing: int, duration: float | None,
-           json_lines: bool, lang: str) -> None:
-    """Live detection from a microphone (extra [mic]), or from a file with --input.
+@dataclass
+class _LiveSource:
+    """Where live audio comes from: a microphone, or a file fed through the streaming path."""
 
-    Prints a decision whenever the label changes (female, male, no speech). Ctrl-C stops cleanly.
-    """
-    from .detector import Detector
-    from .mic import DeviceLostError, Microphone
+    chunks: Iterator[tuple[Any, int]]
+    info: dict[str, Any]
+    mic: Microphone | None = None
+    warnings: list[str] = field(default_factory=list)
 
-    if fast and not input_file:
-        raise click.UsageError("--fast only applies to --input FILE")
-    try:
-        detector = Detector(model, threads=threads, threshold=threshold)
-        stream = detector.stream(hop_seconds=hop, smoothing=smoothing)
-        mic = None
+    @property
+    def overflows(self) -> int:
+        return self.mic.overflows if self.mic else 0
+
+    @property
+    def dropped(self) -> int:
+        return self.mic.dropped if self.mic else 0
+
+    def close(self) -> None:
+        if self.mic is not None:
+            self.mic.close()
+
+
+def _open_live_source(device: str | None, samplerate: int | None, input_file: str | None,
+                      fast: bool) -> _LiveSource:
+    from .mic import Microphone
+
+    if input_file:
         warnings: list[str] = []
-        if input_file:
-            source: Iterator[tuple[Any, int]] = file_chunks(input_file, realtime=not fast, warnings=warnings)
-            source_info: dict[str, Any] = {"source": input_file}
-        else:
-            mic = Microphone(int(device) if device and device.isdigit() else device, samplerate).open()
-            source = mic.chunks()
-            source_info = {"source": mic.name, "sample_rate": mic.samplerate}
-            if samplerate and samplerate != mic.samplerate:
-                click.echo(f"note: {mic.name} refused {samplerate} Hz; capturing at {mic.samplerate} Hz "
-                           "and resampling", err=True)
-    except (GvdError, OSError) as exc:  # OSError: a missing file or a folder given to --input
-        raise _fail(exc) from exc
-    display = _LiveDisplay(json_lines, lang)
-    if json_lines:
-        display.emit({"event": "start", "model": detector.name, "hop_seconds": hop, **source_info})
-    elif sys.stdout.isatty() and not input_file:
-        click.echo(f"listening on {source_info['source']} at {source_info['sample_rate']} Hz "
-                   f"with model {detector.name}; Ctrl-C to stop", err=True)
-    reason, error = "end of input", None
-    overflows = lambda: mic.overflows if mic else 0  # noqa: E731
+        chunks = file_chunks(input_file, realtime=not fast, warnings=warnings)
+        return _LiveSource(chunks, {"source": input_file}, warnings=warnings)
+    mic = Microphone(int(device) if device and device.isdigit() else device, samplerate).open()
+    if samplerate and samplerate != mic.samplerate:
+        click.echo(f"note: {mic.name} refused {samplerate} Hz; capturing at {mic.samplerate} Hz "
+                   "and resampling", err=True)
+    return _LiveSource(mic.chunks(), {"source": mic.name, "sample_rate": mic.samplerate}, mic)
+
+
+def _announce(display: _LiveDisplay, source: _LiveSource, model_name: str, hop: float,
+              from_file: bool) -> None:
+    if display.json_lines:
+        display.emit({"event": "start", "model": model_name, "hop_seconds": hop, **source.info})
+    elif sys.stdout.isatty() and not from_file:
+        click.echo(f"listening on {source.info['source']} at {source.info['sample_rate']} Hz "
+                   f"with model {model_name}; Ctrl-C to stop", err=True)
+
+
+def _feed(stream: Any, source: _LiveSource, display: _LiveDisplay, duration: float | None) -> str:
+    """Streams the source to the display, then flushes the last windows; returns why it stopped."""
+    reason = "end of input"
+    for chunk, rate in source.chunks:
+        for event in stream.feed(chunk, rate):
+            display.event(event, source.overflows)
+        if duration is not None and stream.seconds >= duration:
+            reason = "duration reached"
+            break
+    for event in stream.flush():
+        display.event(event, source.overflows)
+    return reason
+
+
+def _run_live(stream: Any, source: _LiveSource, display: _LiveDisplay,
+              duration: float | None) -> tuple[str, GvdError | None]:
+    """Why the stream stopped, and the error that stopped it (if one did)."""
+    from .mic import DeviceLostError
+
+    error: GvdError | None = None
     try:
-        for chunk, rate in source:
-            for event in stream.feed(chunk, rate):
-                display.event(event, overflows())
-            if duration is not None and stream.seconds >= duration:
-                reason = "duration reached"
-                break
-        for event in stream.flush():
-            display.event(event, overflows())
+        reason = _feed(stream, source, display, duration)
     except KeyboardInterrupt:
         reason = "interrupted"
     except BrokenPipeError:
@@ -494,19 +513,65 @@ def listen(device: str | None, samplerate: int | None, input_file: str | None, f
     except GvdError as exc:
         reason, error = "error", exc
     finally:
-        if mic is not None:
-            mic.close()
+        source.close()
+    return reason, error
+
+
+def _end_live(display: _LiveDisplay, stream: Any, source: _LiveSource, reason: str,
+              error: GvdError | None) -> None:
     last = stream.last_event
-    if reason == "output closed":
-        return
     label = last.label if last else None
     if last is None and error is None and stream.seconds > 0:
         # Less audio than one window needs: the same answer as 'gvd predict', not silence on the output.
         display.too_short(stream.seconds)
         label = "no_speech"
     display.end({"reason": reason, "seconds": round(stream.seconds, 3), "windows": stream.windows,
-                 "label": label, "overflows": overflows(), "dropped": mic.dropped if mic else 0,
-                 **({"warnings": warnings} if warnings else {}), **({"error": str(error)} if error else {})})
+                 "label": label, "overflows": source.overflows, "dropped": source.dropped,
+                 **({"warnings": source.warnings} if source.warnings else {}),
+                 **({"error": str(error)} if error else {})})
+
+
+@click.command()
+@click.option("--device", "-d", default=None, help="Input device index or part of its name (see 'gvd devices').")
+@click.option("--samplerate", type=click.IntRange(min=1000), default=None,
+              help="Capture rate; default: the device's own (audio is resampled for the model).")
+@click.option("--input", "-i", "input_file", default=None,
+              help="Feed a file through the streaming path instead of a microphone (no sounddevice needed).")
+@click.option("--fast", is_flag=True, help="With --input: as fast as possible instead of real time.")
+@click.option("--model", "-m", default=None, help="Shipped model name or .onnx path.")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--hop", type=click.FloatRange(0.05, 10.0), default=0.5, show_default=True,
+              help="Seconds between windows.")
+@click.option("--smoothing", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Windows averaged per decision.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds of audio.")
+@click.option("--json", "json_lines", is_flag=True, help="One JSON event per line (for a kiosk app reading a pipe).")
+@click.option("--lang", type=click.Choice(["en", "id"]), default="en", show_default=True)
+def listen(device: str | None, samplerate: int | None, input_file: str | None, fast: bool, model: str | None,
+           threshold: float | None, threads: int, hop: float, smoothing: int, duration: float | None,
+           json_lines: bool, lang: str) -> None:
+    """Live detection from a microphone (extra [mic]), or from a file with --input.
+
+    Prints a decision whenever the label changes (female, male, no speech). Ctrl-C stops cleanly.
+    """
+    from .detector import Detector
+
+    if fast and not input_file:
+        raise click.UsageError("--fast only applies to --input FILE")
+    try:
+        detector = Detector(model, threads=threads, threshold=threshold)
+        stream = detector.stream(hop_seconds=hop, smoothing=smoothing)
+        source = _open_live_source(device, samplerate, input_file, fast)
+    except (GvdError, OSError) as exc:  # OSError: a missing file or a folder given to --input
+        raise _fail(exc) from exc
+    display = _LiveDisplay(json_lines, lang)
+    _announce(display, source, detector.name, hop, from_file=bool(input_file))
+    reason, error = _run_live(stream, source, display, duration)
+    if reason == "output closed":
+        return
+    _end_live(display, stream, source, reason, error)
     if error is not None:
         raise _fail(error)
 

@@ -88,7 +88,8 @@ def choose_samplerate(sd: Any, device: int | str | None, wanted: int | None = No
     try:
         info = sd.query_devices(device, kind="input")
     except (sd.PortAudioError, ValueError) as exc:
-        which = f"input device {device!r}" if device is not None else "default input device (is a microphone connected?)"
+        which = (f"input device {device!r}" if device is not None
+                 else "default input device (is a microphone connected?)")
         raise MicrophoneError(f"no usable {which}: {exc}; list the devices with 'gvd devices'") from exc
     candidates = [wanted] if wanted else []
     candidates += [int(info["default_samplerate"]), *FALLBACK_RATES]

@@ -53,6 +53,12 @@ class FeatureSettings:
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
+        problems = self._spectrum_problems() + self._window_problems()
+        if problems:
+            raise ValueError("invalid feature settings: " + "; ".join(problems))
+
+    def _spectrum_problems(self) -> list[str]:
+        """What is wrong with the frame and MFCC settings (in the order the message lists them)."""
         problems = []
         if self.sample_rate <= 0:
             problems.append("sample_rate must be positive")
@@ -64,6 +70,11 @@ class FeatureSettings:
             problems.append("need 0 <= fmin < fmax <= sample_rate / 2")
         if self.feature_norm not in FEATURE_NORMS:
             problems.append(f"feature_norm must be one of {FEATURE_NORMS}")
+        return problems
+
+    def _window_problems(self) -> list[str]:
+        """What is wrong with the analysis-window and pre-emphasis settings."""
+        problems = []
         if not 0 < self.min_speech_seconds <= self.window_seconds:
             problems.append("min_speech_seconds must be in (0, window_seconds]")
         if self.window_seconds * self.sample_rate < self.frame_length:
@@ -72,8 +83,7 @@ class FeatureSettings:
             problems.append("window_hop_seconds must be positive")
         if not 0.0 <= self.pre_emphasis < 1.0:
             problems.append("pre_emphasis must be in [0, 1)")
-        if problems:
-            raise ValueError("invalid feature settings: " + "; ".join(problems))
+        return problems
 
     @property
     def n_features(self) -> int:

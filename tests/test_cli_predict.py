@@ -18,15 +18,7 @@ from click.testing import CliRunner
 from edge.commands import models as models_command
 from edge.commands import predict
 
-from model_fixtures import (  # noqa: F401 - fixtures
-    REPO,
-    SHIPPED_MANIFEST,
-    fake_model,
-    make_model,
-    models_env,
-    shipped_models,
-    voice,
-)
+from model_fixtures import REPO, SHIPPED_MANIFEST, make_model, shipped_models, voice
 
 RATE = 16000
 
@@ -198,7 +190,8 @@ def test_gvd_models_and_predict_on_the_shipped_models():
     result = subprocess.run([sys.executable, "-m", "edge", "predict", "--json", str(REPO / "models" / "samples")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    labels = {json.loads(line)["path"].rsplit("/", 1)[-1]: json.loads(line)["label"] for line in result.stdout.splitlines()}
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    labels = {Path(line["path"]).name: line["label"] for line in lines}
     assert labels["room_noise_16k.flac"] == "no_speech"
     assert labels["female_16k.flac"] == "female" and labels["male_16k.flac"] == "male"
 

@@ -16,7 +16,7 @@ from edge import mic
 from edge.commands import devices, listen
 from edge.errors import MissingExtraError
 
-from model_fixtures import REPO, fake_model, voice  # noqa: F401 - fixtures
+from model_fixtures import REPO, voice
 
 
 class FakePortAudioError(Exception):

@@ -5,9 +5,9 @@ Each test starts its own PulseAudio server (no daemon, no D-Bus, a private socke
 microphone: ``module-pipe-source`` reads 48 kHz PCM from a FIFO that the test fills at real-time pace
 with the bundled two-speaker clip. It is the server's only source: PulseAudio moves a recording whose
 source disappears to any other source (the monitor of a sink, a built-in microphone), and gvd then
-hears that one, so an unplug can only be seen when nothing is left to fall back on. An ``.asoundrc`` in the server's home names that source as an ALSA
-device, so PortAudio lists it like any sound card. Needs Debian's ``pulseaudio``, ``libportaudio2``
-and ``libasound2-plugins`` (``.ci/run`` installs them).
+hears that one, so an unplug can only be seen when nothing is left to fall back on. An ``.asoundrc``
+in the server's home names that source as an ALSA device, so PortAudio lists it like any sound card.
+Needs Debian's ``pulseaudio``, ``libportaudio2`` and ``libasound2-plugins`` (``.ci/run`` installs them).
 """
 
 from __future__ import annotations

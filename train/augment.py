@@ -234,6 +234,15 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentCon
     y = np.asarray(y, dtype=np.float32)
     if y.size == 0:
         return y
+    # The stages draw from ``rng`` in this order; changing it changes every augmented copy.
+    y = _speaker_and_room(y, sr, rng, config)
+    y = _background(y, sr, rng, config)
+    y = _transmission(y, sr, rng, config)
+    y = _level(y, rng, config)
+    return _microphone_faults(y, rng, config)
+
+
+def _speaker_and_room(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
     # Guarded so that p_speed=0 draws nothing: the other transforms see the same random stream as before.
     if config.p_speed and rng.random() < config.p_speed:
         y = change_speed(y, sr, float(rng.uniform(*config.speed)))
@@ -241,26 +250,48 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentCon
         y = synthetic_reverb(y, sr, rng, float(rng.uniform(*config.rt60)))
     if rng.random() < config.p_eq:
         y = random_eq(y, sr, rng, config.eq_db)
+    return y
+
+
+def _background(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
     if config.p_music and config.music_files and rng.random() < config.p_music:
         y = add_music(y, sr, rng, config.music_files, float(rng.uniform(*config.music_snr_db)))
     if rng.random() < config.p_noise:
         y = add_noise(y, rng, float(rng.uniform(*config.snr_db)), str(rng.choice(["white", "pink", "brown"])))
+    return y
+
+
+def _transmission(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """A narrower band, a lossy codec and/or a telephone line."""
     if rng.random() < config.p_band_limit:
         y = band_limit(y, sr, float(rng.choice(config.cutoffs_hz)))
     if config.codecs and rng.random() < config.p_codec:
-        codec = str(rng.choice(config.codecs))
-        rate = int(rng.choice(_CODEC_SETTINGS[codec][3]))
-        try:
-            y = codec_roundtrip(y, sr, codec, rate)
-        except Exception:  # an FFmpeg build without this encoder: fall back to a band limit
-            y = band_limit(y, sr, 4000.0)
+        y = _random_codec(y, sr, rng, config.codecs)
     if rng.random() < config.p_telephone:
         y = mu_law(high_pass(band_limit(y, sr, 3400.0), sr, 300.0))
+    return y
+
+
+def _random_codec(y: np.ndarray, sr: int, rng: np.random.Generator, codecs: tuple[str, ...]) -> np.ndarray:
+    codec = str(rng.choice(codecs))
+    rate = int(rng.choice(_CODEC_SETTINGS[codec][3]))
+    try:
+        return codec_roundtrip(y, sr, codec, rate)
+    except Exception:  # an FFmpeg build without this encoder: fall back to a band limit
+        return band_limit(y, sr, 4000.0)
+
+
+def _level(y: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """A random gain, held below clipping."""
     peak = float(np.max(np.abs(y))) if y.size else 0.0
     gain = 10.0 ** (rng.uniform(*config.gain_db) / 20.0)
     if peak * gain > 0.99:
         gain = 0.99 / max(peak, 1e-9)
-    y = np.nan_to_num(y * gain).astype(np.float32)
+    return np.nan_to_num(y * gain).astype(np.float32)
+
+
+def _microphone_faults(y: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """Hard clipping and a DC offset, as cheap microphones add them."""
     if config.p_clip and rng.random() < config.p_clip:
         y = clip(y, float(rng.uniform(*config.clip_drive)))
     if config.p_dc and rng.random() < config.p_dc:

@@ -38,7 +38,7 @@ def summary_from_table(path: Path, into: Path) -> dict:
     table = json.loads(path.read_text(encoding="utf-8"))
     record = json.loads(next(into.glob("*/training.json")).read_text(encoding="utf-8"))
     cells: dict = {}
-    for preset, by_cell in table.items():
+    for by_cell in table.values():
         for cell, t in by_cell.items():
             loco = {}
             for held_out in t["balanced_accuracy"]:
@@ -47,7 +47,8 @@ def summary_from_table(path: Path, into: Path) -> dict:
                                                                   "n_clips")}
                 metrics["roc_auc"] = t["auc"].get(held_out)
                 if held_out == "indonesian" and t.get("indonesian_per_format"):
-                    metrics["indonesian_per_format"] = {k: {"accuracy": v} for k, v in t["indonesian_per_format"].items()}
+                    per_format = t["indonesian_per_format"].items()
+                    metrics["indonesian_per_format"] = {k: {"accuracy": v} for k, v in per_format}
                 loco[held_out] = {k: v for k, v in metrics.items() if v is not None}
             cells[cell] = {"loco": loco}
     return {"preset": record.get("preset"), "manifest_sha256": record.get("data_manifest_sha256"), "cells": cells}

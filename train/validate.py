@@ -13,6 +13,7 @@ Module-level imports stay light (click, numpy, edge) because ``gvd --help`` impo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -21,11 +22,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import click
 import numpy as np
 
-from edge.audio import AUDIO_EXTENSIONS, ChunkResampler, _downmix, open_audio
+from edge.audio import AUDIO_EXTENSIONS, AudioInfo, ChunkResampler, _downmix, open_audio
 from edge.errors import AudioError, what_is_wrong
 from edge.features import FrameStats, analyse_frames
 from edge.settings import DEFAULT_SETTINGS
@@ -214,72 +216,96 @@ def _snr_db(energy_db: np.ndarray, speech: np.ndarray) -> float | None:
     return float(10.0 * np.log10(max(signal - noise, 1e-10) / noise)) if signal > noise else 0.0
 
 
-def analyse_file(path: Path, root: Path) -> tuple[FileReport, np.ndarray | None, str | None]:
-    """Report for one file, plus its fingerprint and a hash of its decoded samples (None when unusable).
+@dataclass
+class _LevelsAndSpectrum:
+    """Sample count, clipped samples, audibility and the long-term power spectrum, block by block."""
 
-    The file is decoded block by block and every measure is accumulated, so memory does not grow with
-    the length of the recording.
-    """
-    import hashlib
+    n_fft: int
+    total: int = 0
+    clipped: int = 0
+    audible: bool = False
+    band_power: np.ndarray = field(init=False)
+    carry: np.ndarray = field(init=False)
 
-    report = FileReport(path=str(path.relative_to(root)), ok=False)
-    try:
-        info, blocks = open_audio(path)
-        report.format, report.codec = info.format, info.codec
-        report.sample_rate, report.channels = info.sample_rate, info.channels
-        if info.sample_rate <= 0:
-            raise AudioError("the file does not state a sample rate")
-        n_fft = 1 << max(8, int(round(math.log2(info.sample_rate / 16000 * 1024))))
-        total = clipped = 0
-        audible = False
-        band_power = np.zeros(n_fft // 2 + 1)
-        carry = np.zeros(0, dtype=np.float32)
-        resampler = ChunkResampler(ANALYSIS_RATE)
-        speech, print_, digest = _StreamingSpeech(), _StreamingFingerprint(), hashlib.sha1()
+    def __post_init__(self) -> None:
+        self.band_power = np.zeros(self.n_fft // 2 + 1)
+        self.carry = np.zeros(0, dtype=np.float32)
 
-        def analyse_16k(y16: np.ndarray, last: bool = False) -> None:
-            speech.add(y16, last)
-            print_.add(y16)
-            digest.update(np.round(y16 * 32767).astype(np.int16).tobytes())
+    def add(self, block: np.ndarray) -> np.ndarray:
+        """Accumulates one (frames, channels) block; returns its mono downmix."""
+        self.total += block.shape[0]
+        self.clipped += int(np.count_nonzero(np.abs(block) >= CLIP_LEVEL))
+        mono = _downmix(block)
+        self.audible = self.audible or bool(np.any(mono))
+        joined = np.concatenate([self.carry, mono])
+        usable = len(joined) // self.n_fft * self.n_fft
+        if usable:
+            self.band_power += _band_power(joined[:usable], self.n_fft)
+        self.carry = joined[usable:]
+        return mono
 
-        for block in blocks:
-            if not np.isfinite(block).all():
-                raise AudioError("the file contains NaN or infinite samples")
-            total += block.shape[0]
-            clipped += int(np.count_nonzero(np.abs(block) >= CLIP_LEVEL))
-            mono = _downmix(block)
-            audible = audible or bool(np.any(mono))
-            joined = np.concatenate([carry, mono])
-            usable = len(joined) // n_fft * n_fft
-            if usable:
-                band_power += _band_power(joined[:usable], n_fft)
-            carry = joined[usable:]
-            analyse_16k(resampler(mono, info.sample_rate))
-        if total == 0:
-            raise AudioError("the file holds no audio samples")
-        analyse_16k(resampler.finish(), last=True)
-        if carry.size:
-            band_power += _band_power(carry, n_fft)
-        channels = max(1, info.channels)
-        report.duration = total / info.sample_rate
-        report.clipping_ratio = clipped / (total * channels)
-        report.warnings = list(info.warnings)
-        if not audible:
-            raise AudioError("the file holds only digital silence")
-        freqs = np.fft.rfftfreq(n_fft, 1.0 / info.sample_rate)
-        energy = band_power.sum()
-        nyquist = info.sample_rate / 2.0
+    def finish(self) -> None:
+        if self.carry.size:
+            self.band_power += _band_power(self.carry, self.n_fft)
+
+    def shares_above(self, sample_rate: int) -> dict[float, float | None]:
+        """Share of the energy above each band edge (None where the edge is past Nyquist)."""
+        freqs = np.fft.rfftfreq(self.n_fft, 1.0 / sample_rate)
+        energy = self.band_power.sum()
+        nyquist = sample_rate / 2.0
         shares = {}
         for edge_hz in BAND_EDGES_HZ:
-            shares[edge_hz] = float(band_power[freqs >= edge_hz].sum() / energy) if edge_hz < nyquist else None
-        report.energy_above_4k, report.energy_above_8k = shares[4000.0], shares[8000.0]
-    except (AudioError, OSError) as exc:
-        report.error = what_is_wrong(str(exc), path.name, str(path))
-        return report, None, None
-    except Exception as exc:  # a validator reports any failure per file instead of stopping
-        report.error = f"{type(exc).__name__}: {exc}"
-        return report, None, None
-    report.ok = True
+            shares[edge_hz] = float(self.band_power[freqs >= edge_hz].sum() / energy) if edge_hz < nyquist else None
+        return shares
+
+
+class _Digest(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+@dataclass
+class _At16k:
+    """The analyses of the 16 kHz mono signal: speech frames, fingerprint and a hash of the samples."""
+
+    speech: _StreamingSpeech = field(default_factory=_StreamingSpeech)
+    fingerprint: _StreamingFingerprint = field(default_factory=_StreamingFingerprint)
+    digest: _Digest = field(default_factory=hashlib.sha1)
+
+    def add(self, y16: np.ndarray, last: bool = False) -> None:
+        self.speech.add(y16, last)
+        self.fingerprint.add(y16)
+        self.digest.update(np.round(y16 * 32767).astype(np.int16).tobytes())
+
+
+def _measure(info: AudioInfo, blocks: Iterator[np.ndarray], report: FileReport) -> _At16k:
+    """Decodes the file into ``report``'s level and band measures; raises AudioError when it is unusable."""
+    report.format, report.codec = info.format, info.codec
+    report.sample_rate, report.channels = info.sample_rate, info.channels
+    if info.sample_rate <= 0:
+        raise AudioError("the file does not state a sample rate")
+    levels = _LevelsAndSpectrum(1 << max(8, int(round(math.log2(info.sample_rate / 16000 * 1024)))))
+    resampler = ChunkResampler(ANALYSIS_RATE)
+    at_16k = _At16k()
+    for block in blocks:
+        if not np.isfinite(block).all():
+            raise AudioError("the file contains NaN or infinite samples")
+        at_16k.add(resampler(levels.add(block), info.sample_rate))
+    if levels.total == 0:
+        raise AudioError("the file holds no audio samples")
+    at_16k.add(resampler.finish(), last=True)
+    levels.finish()
+    report.duration = levels.total / info.sample_rate
+    report.clipping_ratio = levels.clipped / (levels.total * max(1, info.channels))
+    report.warnings = list(info.warnings)
+    if not levels.audible:
+        raise AudioError("the file holds only digital silence")
+    shares = levels.shares_above(info.sample_rate)
+    report.energy_above_4k, report.energy_above_8k = shares[4000.0], shares[8000.0]
+    return at_16k
+
+
+def _add_speech_measures(report: FileReport, speech: _StreamingSpeech) -> None:
     mask, energy_db = speech.result()
     if mask.size:
         report.silence_ratio = float(1.0 - mask.mean())
@@ -287,18 +313,41 @@ def analyse_file(path: Path, root: Path) -> tuple[FileReport, np.ndarray | None,
         report.snr_db = _snr_db(energy_db, mask)
     else:
         report.silence_ratio, report.speech_seconds = 1.0, 0.0
+
+
+def analyse_file(path: Path, root: Path) -> tuple[FileReport, np.ndarray | None, str | None]:
+    """Report for one file, plus its fingerprint and a hash of its decoded samples (None when unusable).
+
+    The file is decoded block by block and every measure is accumulated, so memory does not grow with
+    the length of the recording.
+    """
+    report = FileReport(path=str(path.relative_to(root)), ok=False)
+    try:
+        info, blocks = open_audio(path)
+        at_16k = _measure(info, blocks, report)
+    except (AudioError, OSError) as exc:
+        report.error = what_is_wrong(str(exc), path.name, str(path))
+        return report, None, None
+    except Exception as exc:  # a validator reports any failure per file instead of stopping
+        report.error = f"{type(exc).__name__}: {exc}"
+        return report, None, None
+    report.ok = True
+    _add_speech_measures(report, at_16k.speech)
     report.flags = _flags(report)
-    return report, print_.result(), digest.hexdigest()
+    return report, at_16k.fingerprint.result(), at_16k.digest.hexdigest()
+
+
+def _band_flags(report: FileReport) -> list[str]:
+    flags = []
+    nyquist = (report.sample_rate or 0) / 2.0
+    for edge_hz, share in zip(BAND_EDGES_HZ, (report.energy_above_4k, report.energy_above_8k), strict=True):
+        if share is not None and nyquist >= edge_hz + BAND_MARGIN_HZ and share < BAND_LIMIT_SHARE[edge_hz]:
+            flags.append(f"band-limited<{edge_hz / 1000:.0f}kHz")
+    return flags[:1]  # limited below 4 kHz implies below 8 kHz
 
 
 def _flags(report: FileReport) -> list[str]:
-    flags = []
-    nyquist = (report.sample_rate or 0) / 2.0
-    for edge_hz, share in zip(BAND_EDGES_HZ, (report.energy_above_4k, report.energy_above_8k)):
-        if share is not None and nyquist >= edge_hz + BAND_MARGIN_HZ and share < BAND_LIMIT_SHARE[edge_hz]:
-            flags.append(f"band-limited<{edge_hz / 1000:.0f}kHz")
-    if len(flags) == 2:
-        flags = flags[:1]  # limited below 4 kHz implies below 8 kHz
+    flags = _band_flags(report)
     if report.sample_rate is not None and report.sample_rate < ANALYSIS_RATE:
         flags.append("low-rate")  # upsampled for the model: nothing above its Nyquist frequency
     if report.clipping_ratio is not None and report.clipping_ratio >= CLIPPING_WARN:
@@ -514,7 +563,9 @@ def _table(reports: Sequence[FileReport]) -> str:
     widths = [max(len(str(row[k])) for row in rows + [header]) for k in range(len(header) - 1)]
     lines = []
     for row in [header] + rows:
-        cells = [str(c).ljust(w) if k in (0, 1, 2) else str(c).rjust(w) for k, (c, w) in enumerate(zip(row, widths))]
+        # widths covers every column but the last (free text), which zip leaves out
+        padded = enumerate(zip(row, widths, strict=False))
+        cells = [str(c).ljust(w) if k in (0, 1, 2) else str(c).rjust(w) for k, (c, w) in padded]
         lines.append("  ".join(cells + [str(row[-1])]))
     return "\n".join(lines)
 
@@ -570,7 +621,8 @@ def validate_command(root: Path, as_json: bool, summary: bool, jobs: int | None,
         if duplicates:
             click.echo("duplicates (same audio):")
             for d in duplicates:
-                kind = "identical samples" if d.identical else f"similarity {d.similarity:.3f}, offset {d.offset_seconds:+.2f} s"
+                kind = ("identical samples" if d.identical
+                        else f"similarity {d.similarity:.3f}, offset {d.offset_seconds:+.2f} s")
                 click.echo(f"  {d.a}  ==  {d.b}  ({kind})")
         bad = [r for r in reports if not r.ok]
         if bad:
