@@ -609,20 +609,37 @@ def _headline_metrics(metrics: dict[str, Any], limit: int = 4) -> str:
                      for k, v in shown[:limit])
 
 
-class _ModelsGroup(click.Group):
-    """``gvd models`` lists; promote|rollback|history live in edge.serve, imported only when used."""
+# ``gvd models promote|rollback|history`` belong to the server's model registry ([serve] extra): they
+# are entry points of the "gvd.models" group, so the core never imports them; their summaries are here
+# so that ``gvd models --help`` imports nothing either.
+REGISTRY_HELP = {
+    "promote": "Evaluate CANDIDATE (.onnx) and make it the served model if it is not worse than the current one.",
+    "rollback": "Serve the version that was current before the current one (or the shipped model).",
+    "history": "Promotions, refusals and rollbacks, oldest first.",
+}
 
-    REGISTRY = ("promote", "rollback", "history")
+
+class _ModelsGroup(click.Group):
+    """``gvd models`` lists; its registry subcommands load only when they are run."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.REGISTRY)
+        return list(REGISTRY_HELP)
 
-    def get_command(self, ctx: click.Context, name: str):
-        if name not in self.REGISTRY:
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        from importlib.metadata import entry_points
+
+        found = [ep for ep in entry_points(group="gvd.models") if ep.name == name]
+        if not found:
             return None
-        from .serve import models_cli
+        try:
+            return found[0].load()
+        except ImportError as exc:
+            raise click.ClickException(f"'gvd models {name}' needs the [serve] extra ({exc})") from exc
 
-        return getattr(models_cli, name)
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, click.Command(name, help=text).get_short_help_str(60))
+                                for name, text in REGISTRY_HELP.items()])
 
 
 @click.group(cls=_ModelsGroup, invoke_without_command=True)
