@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .reports import loco_table, write_json
+from .reports import loco_summary, loco_table, write_json
 
 
 def _same_recipe(summary: dict, record: dict) -> bool:
@@ -76,10 +76,7 @@ def merge(into: Path, runs: list[Path]) -> list[str]:
                 raise click.ClickException(f"{run}: {cell} was trained on other data or with another recipe "
                                            f"than {path}")
             record["metrics"]["loco"] = loco
-            record["metrics"]["loco_clip_accuracy"] = {h: m.get("accuracy") for h, m in loco.items()}
-            record["metrics"]["loco_balanced_accuracy"] = {h: m.get("balanced_accuracy") for h, m in loco.items()}
-            record["metrics"]["loco_worst_balanced_accuracy"] = min(
-                (m["balanced_accuracy"] for m in loco.values() if "balanced_accuracy" in m), default=None)
+            record["metrics"].update(loco_summary(loco))
             write_json(path, record)
             tables.setdefault(summary.get("preset", "default"), {})[cell] = loco
             merged.append(cell)

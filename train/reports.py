@@ -118,6 +118,22 @@ def _pct(value: float | None) -> str:
     return "—" if value is None or not np.isfinite(value) else f"{100 * value:.1f} %"
 
 
+def loco_summary(loco: dict[str, dict]) -> dict[str, Any]:
+    """The LOCO figures that travel with a model: per held-out corpus, and the headline - the worst
+    balanced accuracy over held-out corpora with both sexes (the default model is chosen by it); the
+    worst plain accuracy over single-sex corpora is reported beside it."""
+    both = [m["balanced_accuracy"] for m in loco.values()
+            if m.get("recall_female") is not None and m.get("recall_male") is not None]
+    single = [m["accuracy"] for m in loco.values()
+              if (m.get("recall_female") is None) != (m.get("recall_male") is None) and "accuracy" in m]
+    return {
+        "loco_clip_accuracy": {h: m.get("accuracy") for h, m in loco.items()},
+        "loco_balanced_accuracy": {h: m.get("balanced_accuracy") for h, m in loco.items()},
+        "loco_worst_balanced_accuracy": min(both, default=None),
+        "loco_worst_single_sex_accuracy": min(single, default=None),
+    }
+
+
 def loco_table(results: dict[str, dict[str, dict[str, dict]]]) -> tuple[str, dict]:
     """Markdown and JSON of the leave-one-corpus-out results, worst held-out corpus first.
 

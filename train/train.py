@@ -634,12 +634,11 @@ def _report_final_cell(current: _Run, cell: str, final_fit: tuple, cell_loco: di
 
 def _metrics_with_loco(metrics: dict, loco_metrics: dict) -> dict:
     """The test metrics, the LOCO folds' and their summaries (the worst fold's balanced accuracy picks the default)."""
+    from .reports import loco_summary
+
     metrics_all = {"test": metrics, "loco": loco_metrics, **_summary_metrics(metrics)}
     if loco_metrics:
-        metrics_all["loco_clip_accuracy"] = {h: m.get("accuracy") for h, m in loco_metrics.items()}
-        metrics_all["loco_balanced_accuracy"] = {h: m.get("balanced_accuracy") for h, m in loco_metrics.items()}
-        metrics_all["loco_worst_balanced_accuracy"] = min(
-            (m["balanced_accuracy"] for m in loco_metrics.values() if "balanced_accuracy" in m), default=None)
+        metrics_all.update(loco_summary(loco_metrics))
     return metrics_all
 
 
