@@ -97,6 +97,7 @@ class _Layers:
         self.recurrent: list[RecurrentSpec] = []
         self.dense: list[DenseSpec] = []
         self.speech: DenseSpec | None = None
+        self.standardize: tuple[np.ndarray, np.ndarray] | None = None
         self.pool_kinds: list[str] = []
 
     def add(self, layer) -> None:
@@ -113,8 +114,17 @@ class _Layers:
             self._concatenate(layer)
         elif kind == "Dense":
             self._dense(layer)
+        elif kind == "Normalization":
+            self._normalization(layer)
         else:
             raise ExportError(f"{layer.name}: layer type {kind} is not supported by the native export")
+
+    def _normalization(self, layer) -> None:
+        if self.recurrent or self.standardize is not None:
+            raise ExportError(f"{layer.name}: input standardisation must come first, once")
+        mean = np.asarray(layer.mean, dtype=np.float32).reshape(-1)
+        std = np.sqrt(np.maximum(np.asarray(layer.variance, dtype=np.float32).reshape(-1), 1e-12))
+        self.standardize = (mean, std.astype(np.float32))
 
     def _recurrent(self, layer) -> None:
         if self.pool_kinds or self.dense:
@@ -168,7 +178,9 @@ def read_network(model) -> NetworkSpec:
     if len({layer.cell for layer in recurrent}) > 1:
         raise ExportError("mixing recurrent cell types in one model is not supported")
     spec = NetworkSpec(n_inputs=int(shape[-1]), recurrent=tuple(recurrent), pooling=pooling, dense=tuple(dense),
-                       speech=layers.speech)
+                       speech=layers.speech,
+                       input_mean=layers.standardize[0] if layers.standardize else None,
+                       input_std=layers.standardize[1] if layers.standardize else None)
     try:
         spec.validate()
     except ValueError as exc:

@@ -102,7 +102,13 @@ def build_native(spec: NetworkSpec, options: NativeOptions = NativeOptions()):
     if options.opset < 14:
         raise ValueError("the native export needs opset 14 or newer")
     g = _Graph(helper, numpy_helper, options.opset)
-    x = g.node("Transpose", [INPUT_NAME], ["time_major"], "to_time_major", perm=[1, 0, 2])[0]
+    x = INPUT_NAME
+    if spec.input_mean is not None and spec.input_std is not None:
+        mean = g.const("standardize/mean", np.ascontiguousarray(spec.input_mean, dtype=np.float32))
+        scale = g.const("standardize/scale", np.ascontiguousarray(1.0 / spec.input_std, dtype=np.float32))
+        x = g.node("Sub", [x, mean], ["standardize/centred"], "standardize/sub")[0]
+        x = g.node("Mul", [x, scale], ["standardize/out"], "standardize/mul")[0]
+    x = g.node("Transpose", [x], ["time_major"], "to_time_major", perm=[1, 0, 2])[0]
     for index, layer in enumerate(spec.recurrent):
         x = _recurrent_node(g, layer, x, index)
     if spec.pooling in ("mean", "meanmax"):

@@ -60,6 +60,9 @@ class NetworkSpec:
     dense: tuple[DenseSpec, ...] = field(default_factory=tuple)
     # The p_speech output: a 1-unit sigmoid Dense reading what the last (p_female) Dense layer reads.
     speech: DenseSpec | None = None
+    # Fixed input standardisation (x - mean) / std per feature, before the recurrent layers.
+    input_mean: np.ndarray | None = None
+    input_std: np.ndarray | None = None
 
     @property
     def cell(self) -> str:

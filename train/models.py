@@ -46,14 +46,21 @@ class ModelConfig:
         return asdict(self)
 
 
-def build_model(config: ModelConfig):
-    """A compiled-ready (uncompiled) Keras model for ``config``."""
+def build_model(config: ModelConfig, input_mean=None, input_std=None):
+    """A compiled-ready (uncompiled) Keras model for ``config``.
+
+    With ``input_mean`` / ``input_std`` (per feature, from the training windows) the model first
+    standardises its input, fixed: cepstra run to hundreds while the pitch columns stay near 1, and
+    unscaled the network learns to ignore the small ones.
+    """
     import keras
     from keras import layers
 
     cell_class = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}[config.cell]
     inputs = keras.Input(shape=(None, config.n_features), name="features", dtype="float32")
     x = inputs
+    if input_mean is not None and input_std is not None:
+        x = layers.Normalization(axis=-1, mean=input_mean, variance=input_std**2, name="standardize")(x)
     for index in range(config.layers):
         last = index == config.layers - 1
         return_sequences = (not last) or config.pooling != "last"

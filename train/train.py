@@ -197,6 +197,14 @@ def validation_loss(model, data: TrainSet, balance: bool) -> tuple[float, float]
     return loss, accuracy
 
 
+def input_statistics(data: TrainSet, sample: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation over (a sample of) the training windows' frames."""
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(data), size=min(sample, len(data)), replace=False) if len(data) else []
+    frames = np.concatenate([data.windows.features[i] for i in picked]) if len(picked) else np.zeros((1, 1))
+    return frames.mean(axis=0).astype(np.float32), np.maximum(frames.std(axis=0), 1e-3).astype(np.float32)
+
+
 def masked_bce(label_smoothing: float):
     """Binary cross-entropy on rows whose target is 0 or 1; rows marked -1 (non-speech) count zero."""
     import keras
@@ -257,7 +265,8 @@ def fit(config: TrainConfig, cell: str, train: TrainSet, val: TrainSet, progress
 
     configure_tensorflow(config.threads, config.seed)
     model_config = config.model_config(cell)
-    model = build_model(model_config)
+    mean, std = input_statistics(train)
+    model = build_model(model_config, mean, std)
     n_corpora = int(train.corpus.max()) + 1 if len(train) else 1
     if config.adversarial > 0 and model_config.speech_head:
         raise ValueError("the corpus-adversarial head and the speech output cannot be trained together")
