@@ -24,10 +24,8 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-back
 
 @dataclass(frozen=True)
 class KioskServeOptions(ServeOptions):
-    # The kiosk's settings, read by edge.serve.pages with getattr until ServeOptions has them.
+    # Tests reset the page themselves: no idle timer unless a test sets one.
     kiosk_idle_seconds: float = 0.0
-    kiosk_max_record_seconds: float = 15.0
-    default_language: str = "en"
 
 
 def free_port() -> int:

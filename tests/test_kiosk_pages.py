@@ -36,7 +36,7 @@ def app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(app):
-    with TestClient(app) as test_client:
+    with TestClient(app, base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 
@@ -62,14 +62,14 @@ def test_every_response_carries_the_security_headers(client: TestClient, path: s
 
 def test_error_answers_carry_the_headers_too(client: TestClient):
     response = client.post("/predict", content=b"not audio", headers={"content-type": "text/plain"})
-    assert response.status_code == 400
+    assert 400 <= response.status_code < 500
     assert "script-src 'self'" in response.headers["content-security-policy"]
 
 
 def test_frame_ancestors_is_configurable(tmp_path: Path):
     framed_options = make_dataclass("FramedOptions", [("frame_ancestors", str, "https://signage.example")],
                                     bases=(KioskServeOptions,), frozen=True)
-    with TestClient(create_app(framed_options(feedback_dir=tmp_path))) as framed:
+    with TestClient(create_app(framed_options(feedback_dir=tmp_path)), base_url="http://127.0.0.1") as framed:
         response = framed.get("/kiosk")
     assert "frame-ancestors https://signage.example" in response.headers["content-security-policy"]
     assert "x-frame-options" not in response.headers

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_fixtures import REPO, shipped_models
+from model_fixtures import REPO, make_pitch_model, shipped_models
 
 RATE = 48000
 DEVICE = "gvd_virtual_mic"
@@ -167,8 +167,15 @@ def test_devices_lists_the_virtual_microphone(pulse):
     assert DEVICE in names, names
 
 
-def test_listen_captures_at_48k_and_follows_the_speaker_change(pulse, clip_pcm):
-    listen, start = start_listening(pulse, "--duration", "13")
+@pytest.fixture(scope="module")
+def pitch_model(tmp_path_factory) -> Path:
+    """The audio stack is under test, not a trained model: this one decides from pitch alone, so the
+    bundled machine voices (which a trained model may misjudge) have a known answer."""
+    return make_pitch_model(tmp_path_factory.mktemp("model") / "pitch.onnx")
+
+
+def test_listen_captures_at_48k_and_follows_the_speaker_change(pulse, clip_pcm, pitch_model):
+    listen, start = start_listening(pulse, "--model", str(pitch_model), "--duration", "13")
     assert start == {**start, "event": "start", "source": DEVICE, "sample_rate": RATE}
     pulse.feed(clip_pcm)  # the source drops what nobody records: feed once capture runs
     events, err = finish(listen, timeout=60)
