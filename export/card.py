@@ -158,7 +158,8 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
     first = floats[0].record if floats else results[0].record
     settings = first.feature_settings
     has_loco = all(loco_accuracy(r.record.metrics) is not None for r in floats)
-    criterion = ("leave-one-corpus-out (LOCO) clip accuracy" if has_loco
+    criterion = ("leave-one-corpus-out (LOCO) balanced accuracy on its worst held-out corpus with both sexes"
+                 if has_loco
                  else "test-split clip accuracy (LOCO metrics are not in training.json)")
     lines = [
         "# gvd models: model card",
