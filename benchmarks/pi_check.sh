@@ -29,7 +29,7 @@ Options:
                      venv in a temporary folder with this checkout's wheel, deleted on exit)
   --native-only      only the native side: install this checkout into a throwaway venv and
                      predict the clips (no root, no emulation; a quick check of a fresh clone)
-  --tolerance X      largest allowed probability difference (default: 1e-4)
+  --tolerance X      largest allowed probability difference (default: 1e-4; int8 models: 1e-3)
   --mirror URL       Debian mirror (default: http://deb.debian.org/debian)
   -h, --help         show this help
 
@@ -46,6 +46,7 @@ MODELS=""
 HOST_PY=""
 NATIVE_ONLY=0
 TOL="1e-4"
+INT8_TOL="1e-3"
 MIRROR="http://deb.debian.org/debian"
 SUITE="bookworm"
 VENV="/opt/gvd-venv"            # inside the root
@@ -300,7 +301,11 @@ for model in "${MODEL_LIST[@]}"; do
   in_root "cd /tmp/gvd-check/clips && $VENV/bin/gvd predict $arm_opt --json $CLIP_NAMES" \
     > "$WORK/arm64_$tag.json" 2> "$WORK/arm64_$tag.log" \
     || { tail -n 20 "$WORK/arm64_$tag.log"; echo "FAIL: gvd predict failed on arm64 for model $tag"; status=1; continue; }
-  python3 - "$WORK/x86_$tag.json" "$WORK/arm64_$tag.json" "$TOL" "$tag" <<'PY' || status=1
+  # int8 models quantise their activations at run time with each CPU's own kernels: x86 and arm64
+  # round differently (measured: up to 1.7e-4 on the bundled clips), so they get INT8_TOL; labels
+  # must still be identical.
+  tol="$TOL"; [[ "$tag" == *int8* ]] && tol="$INT8_TOL"
+  python3 - "$WORK/x86_$tag.json" "$WORK/arm64_$tag.json" "$tol" "$tag" <<'PY' || status=1
 import json, math, sys
 
 def load(path):
