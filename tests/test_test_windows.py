@@ -15,10 +15,11 @@ from edge.labelled_windows import (
     read_labelled_windows,
     write_labelled_windows,
 )
+from edge.settings import DEFAULT_SETTINGS
 
 from signals import voice
 
-N = 13
+N = DEFAULT_SETTINGS.n_features
 
 
 def sample(rng: np.random.Generator) -> LabelledWindows:
@@ -73,7 +74,7 @@ def test_export_reads_them_as_labelled_clips(tmp_path, rng):
     assert clip_accuracy(perfect, windows, 0.5) == 1.0
     from export.errors import ExportError
 
-    with pytest.raises(ExportError, match="14"):
+    with pytest.raises(ExportError, match=str(N + 1)):
         load_windows(path, N + 1)
 
 
@@ -134,7 +135,7 @@ def test_a_finished_run_can_be_given_its_test_windows(tmp_path):
         for i in range(8):  # a distinct pitch per file
             soundfile.write(corpus / label / f"{label}{i}.wav", voice(base + 7 * i, 2.0, seed=i), 16000)
     config = apply_overrides(preset("default"), {"split": [0.5, 0.25, 0.25], "augment": {"variants": 0},
-                                                 "workers": 1})
+                                                 "workers": 1, "nonspeech_fraction": 0.0})
     cache = tmp_path / "cache"
     prepared = prepare(config, RunOptions(data=[str(corpus)], cache_dir=str(cache), progress=False))
     train_dir = tmp_path / "run"

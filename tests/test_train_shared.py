@@ -27,6 +27,13 @@ def _pick(shared: Path, tmp: Path) -> Path:
     return tmp / "data"
 
 
+def _speech_only(tmp_path):
+    """A config without the speech output's non-speech data (1,100 clips: too slow for a tiny run)."""
+    path = tmp_path / "speech_only.json"
+    path.write_text(json.dumps({"nonspeech_fraction": 0.0}))
+    return path
+
+
 @pytest.mark.shared
 @pytest.mark.slow
 def test_tiny_training_writes_reports_models_and_mlflow_run(shared_data, tmp_path, monkeypatch):
@@ -40,7 +47,7 @@ def test_tiny_training_writes_reports_models_and_mlflow_run(shared_data, tmp_pat
     result = CliRunner().invoke(train, [
         "--data", str(data), "--cells", "gru", "--epochs", "2", "--steps-per-epoch", "3", "--units", "8",
         "--layers", "1", "--unidirectional", "--augment-variants", "1", "--out", "out", "--cache-dir", "cache",
-        "--quiet", "--threads", "1", "--workers", "1",
+        "--quiet", "--threads", "1", "--workers", "1", "--config", str(_speech_only(tmp_path)),
     ])
     assert result.exit_code == 0, result.output
     training = json.loads((tmp_path / "out" / "gru" / "training.json").read_text())
