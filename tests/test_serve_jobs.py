@@ -68,7 +68,8 @@ def test_retraining_is_off_without_the_training_extra(tiny_model, tmp_path, voic
 def test_a_failed_run_gives_its_corrections_back(tmp_path, clip):
     """Finding 5: a failed run used the corrections up; now they count for the next run."""
     store = FeedbackStore(tmp_path / "fb")
-    jobs = RetrainJobs(store, RetrainOptions(threshold=2, command="echo training; exit 3"))
+    # The run lasts a moment, so that "used up while it runs" can be seen before it fails.
+    jobs = RetrainJobs(store, RetrainOptions(threshold=2, command="echo training; sleep 1; exit 3"))
     _corrections(store, clip, 2)
     assert jobs.maybe_start()
     assert store.totals().pending == 0
