@@ -27,10 +27,6 @@ class UnsupportedFormatError(AudioError):
     """The format needs an optional extra that is not installed."""
 
 
-class TooShortError(AudioError):
-    """Less audio than the shortest clip the model can judge."""
-
-
 class InvalidSamplesError(AudioError):
     """The samples contain NaN or infinite values."""
 
