@@ -118,19 +118,27 @@ def _pct(value: float | None) -> str:
     return "—" if value is None or not np.isfinite(value) else f"{100 * value:.1f} %"
 
 
+def _both_sexes(metrics: dict) -> bool:
+    """The held-out corpus has women and men (female and male recall both measured)."""
+    return metrics.get("recall_female") is not None and metrics.get("recall_male") is not None
+
+
+def _worst(folds: dict[str, dict], both_sexes: bool) -> tuple[str, dict] | None:
+    """The held-out corpus with the lowest balanced accuracy among those with (or without) both sexes."""
+    rows = [(h, m) for h, m in folds.items() if _both_sexes(m) == both_sexes and "balanced_accuracy" in m]
+    return min(rows, key=lambda kv: kv[1]["balanced_accuracy"], default=None)
+
+
 def loco_summary(loco: dict[str, dict]) -> dict[str, Any]:
     """The LOCO figures that travel with a model: per held-out corpus, and the headline - the worst
     balanced accuracy over held-out corpora with both sexes (the default model is chosen by it); the
     worst plain accuracy over single-sex corpora is reported beside it."""
-    both = [m["balanced_accuracy"] for m in loco.values()
-            if m.get("recall_female") is not None and m.get("recall_male") is not None]
-    single = [m["accuracy"] for m in loco.values()
-              if (m.get("recall_female") is None) != (m.get("recall_male") is None) and "accuracy" in m]
+    both, single = _worst(loco, both_sexes=True), _worst(loco, both_sexes=False)
     return {
         "loco_clip_accuracy": {h: m.get("accuracy") for h, m in loco.items()},
         "loco_balanced_accuracy": {h: m.get("balanced_accuracy") for h, m in loco.items()},
-        "loco_worst_balanced_accuracy": min(both, default=None),
-        "loco_worst_single_sex_accuracy": min(single, default=None),
+        "loco_worst_balanced_accuracy": both[1]["balanced_accuracy"] if both else None,
+        "loco_worst_single_sex_accuracy": single[1].get("accuracy") if single else None,
     }
 
 
@@ -138,17 +146,20 @@ def loco_table(results: dict[str, dict[str, dict[str, dict]]]) -> tuple[str, dic
     """Markdown and JSON of the leave-one-corpus-out results, worst held-out corpus first.
 
     ``results[preset][cell][held_out]`` is a metrics dict from :func:`train.evaluate.evaluate`. The
-    headline per cell is the worst balanced accuracy (mean of female and male recall; plain accuracy
-    on a single-sex corpus) over the held-out corpora, never the mean.
+    headline per cell is the worst balanced accuracy (mean of female and male recall) over the held-out
+    corpora with both sexes, never the mean (as :func:`loco_summary`); the worst single-sex corpus
+    (plain accuracy) stands beside it.
     """
     lines: list[str] = []
     table: dict = {}
     for preset_name, cells in results.items():
         for cell, folds in cells.items():
             rows = sorted(folds.items(), key=lambda kv: kv[1].get("balanced_accuracy", -1.0))
-            worst = rows[0] if rows else None
-            lines += [f"#### {preset_name} {cell}: worst held-out corpus "
-                      f"{worst[0] if worst else '—'} {_pct(worst[1].get('balanced_accuracy') if worst else None)}", "",
+            worst, single = _worst(folds, both_sexes=True), _worst(folds, both_sexes=False)
+            lines += [f"#### {preset_name} {cell}: worst held-out corpus with both sexes "
+                      f"{worst[0] if worst else '—'} {_pct(worst[1]['balanced_accuracy'] if worst else None)}"
+                      f"; worst single-sex {single[0] if single else '—'} "
+                      f"{_pct(single[1].get('accuracy') if single else None)}", "",
                       "| held-out | clips | balanced acc. | female recall | male recall | ROC AUC | "
                       "right when ≥ 0.9 sure (share) | lost to no_speech |",
                       "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -166,7 +177,9 @@ def loco_table(results: dict[str, dict[str, dict[str, dict]]]) -> tuple[str, dic
                     f"{k} {_pct(v.get('accuracy'))} ({v.get('n_clips', 0)} clips)" for k, v in sorted(fmt.items())))
             lines.append("")
             table.setdefault(preset_name, {})[cell] = {
-                "worst": {"held_out": worst[0], "balanced_accuracy": worst[1].get("balanced_accuracy")} if worst
+                "worst": {"held_out": worst[0], "balanced_accuracy": worst[1]["balanced_accuracy"]} if worst
+                else None,
+                "worst_single_sex": {"held_out": single[0], "accuracy": single[1].get("accuracy")} if single
                 else None,
                 "balanced_accuracy": {h: m.get("balanced_accuracy") for h, m in folds.items()},
                 "accuracy": {h: m.get("accuracy") for h, m in folds.items()},
