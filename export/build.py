@@ -24,8 +24,9 @@ from .parity import (
     WindowSet,
     clip_accuracy,
     compare,
-    keras_probabilities,
+    keras_outputs,
     load_windows,
+    onnx_outputs,
     onnx_probabilities,
     require_parity,
     synthetic_windows,
@@ -219,13 +220,12 @@ def export_model(source: str | Path, out: str | Path, options: ExportOptions = E
     sets = _windows(sources, record, options)
     windows, labelled = sets.every, sets.labelled
     progress(f"{record.cell}: parity on {len(windows)} windows ({windows.source})")
-    reference = keras_probabilities(model, windows.windows)
-    candidate = onnx_probabilities(_session(proto.SerializeToString()), windows.windows)
-    report = compare(reference, candidate, windows, record.threshold, options.tolerance)
+    session = _session(proto.SerializeToString())
+    reference, candidate = keras_outputs(model, windows.windows), onnx_outputs(session, windows.windows)
+    report = compare(reference[0], candidate[0], windows, record.threshold, options.tolerance)
     require_parity(report, f"{record.cell} ({options.method})")
     if spec.speech is not None:
-        onnx_speech = onnx_probabilities(_session(proto.SerializeToString()), windows.windows, 1)
-        speech_diff = float(np.max(np.abs(keras_probabilities(model, windows.windows, 1) - onnx_speech)))
+        speech_diff = float(np.max(np.abs(reference[1] - candidate[1])))
         if speech_diff > options.tolerance:
             raise ExportError(f"{record.cell}: p_speech differs from Keras by {speech_diff:.2e} "
                               f"(tolerance {options.tolerance:g})")
@@ -233,7 +233,7 @@ def export_model(source: str | Path, out: str | Path, options: ExportOptions = E
 
     accuracy: dict[str, Any] = {}
     if labelled is not None:
-        float_probs = onnx_probabilities(_session(proto.SerializeToString()), labelled.windows)
+        float_probs = onnx_probabilities(session, labelled.windows)
         accuracy = {"clip_accuracy": clip_accuracy(float_probs, labelled, record.threshold),
                     "clips": len(labelled.clip_groups()), "source": labelled.source}
     timing = time_window(proto.SerializeToString(), spec.n_inputs, frames=record.feature_settings.window_frames,

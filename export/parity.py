@@ -164,24 +164,35 @@ def _keras_runner(model):
     return tf.function(lambda batch: model(batch, training=False), input_signature=signature)
 
 
-def keras_probabilities(model, windows: list[np.ndarray], output: int = 0) -> np.ndarray:
-    """One output of the Keras model (0: p_female, 1: p_speech) for every window."""
+def keras_outputs(model, windows: list[np.ndarray]) -> np.ndarray:
+    """Every output of the Keras model (row 0: p_female, row 1: p_speech when present), one pass."""
     run = _keras_runner(model)
-    out = np.empty(len(windows), dtype=np.float64)
+    out = np.empty((len(model.outputs), len(windows)), dtype=np.float64)
     for chunk, batch in _batches(windows):
         result = run(batch)
-        result = result[output] if isinstance(result, (list, tuple)) else result
-        out[chunk] = np.asarray(result, dtype=np.float64).reshape(-1)
+        for row, values in enumerate(result if isinstance(result, (list, tuple)) else [result]):
+            out[row, chunk] = np.asarray(values, dtype=np.float64).reshape(-1)
     return out
 
 
-def onnx_probabilities(session, windows: list[np.ndarray], output: int = 0) -> np.ndarray:
-    """One output of the ONNX session (in graph order: p_female, then p_speech) for every window."""
+def onnx_outputs(session, windows: list[np.ndarray]) -> np.ndarray:
+    """Every output of the ONNX session, in graph order (p_female, then p_speech), one pass."""
     name = session.get_inputs()[0].name
-    out = np.empty(len(windows), dtype=np.float64)
+    out = np.empty((len(session.get_outputs()), len(windows)), dtype=np.float64)
     for chunk, batch in _batches(windows):
-        out[chunk] = np.asarray(session.run(None, {name: batch})[output], dtype=np.float64).reshape(-1)
+        for row, values in enumerate(session.run(None, {name: batch})):
+            out[row, chunk] = np.asarray(values, dtype=np.float64).reshape(-1)
     return out
+
+
+def keras_probabilities(model, windows: list[np.ndarray]) -> np.ndarray:
+    """p_female of the Keras model for every window."""
+    return keras_outputs(model, windows)[0]
+
+
+def onnx_probabilities(session, windows: list[np.ndarray]) -> np.ndarray:
+    """p_female of the ONNX session for every window."""
+    return onnx_outputs(session, windows)[0]
 
 
 def clip_probabilities(probabilities: np.ndarray, windows: WindowSet) -> dict:
