@@ -53,14 +53,16 @@ typecheck: $(DEV_VENV)/.installed
 
 # Non-speech for the models' speech output: installed game music and sound effects (never the three
 # packages the independent evaluation uses: sound-theme-freedesktop, asc-music, drascula-music).
+# The list is train/nonspeech.py's DEBIAN_PACKAGES (a test keeps the two equal).
 NONSPEECH_PACKAGES := hyperrogue-music fb-music-high heroes-sound-effects heroes-sound-tracks \
-	colobot-common-sounds hydrogen-drumkits deepin-sound-theme lomiri-sounds
+	colobot-common-sounds hydrogen-drumkits deepin-sound-theme lomiri-sounds lincity-ng-data warzone2100-music \
+	extremetuxracer-data torus-trooper-data pingus-data oxygen-sounds tuxpaint-stamps-default
 
 # Rebuild the shipped models from ../shared/data: features ~10 min (cold cache), the three models ~12 min,
 # leave-one-corpus-out 11 folds x 3 cells ~45 min on 2 cores (measured 2026-12-01).
 models: $(DEV_VENV)/.installed
 	apt-get install -y -qq $(NONSPEECH_PACKAGES) >/dev/null || echo "note: without $(NONSPEECH_PACKAGES) the speech output trains on synthetic non-speech only"
-	$(DEV_VENV)/bin/python -m train.release --data ../shared/data --out models --loco
+	$(DEV_VENV)/bin/python -m train.release --data ../shared/data --nonspeech ../shared/nonspeech --out models --loco
 
 bench: $(DEV_VENV)/.installed
 	$(DEV_VENV)/bin/gvd bench

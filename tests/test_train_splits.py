@@ -64,3 +64,26 @@ def test_loco_holds_out_each_corpus_entirely():
 def test_loco_needs_two_corpora():
     with pytest.raises(ValueError, match="two corpora"):
         loco_folds(_corpus("a", 4, 1))
+
+
+def _nonspeech(corpus: str, stems: list[str]) -> list[Recording]:
+    from train.nonspeech import source_of
+
+    return [Recording(Path(f"/x/{corpus}/{stem}.flac"), "nonspeech", source_of(stem), corpus) for stem in stems]
+
+
+def test_loco_holds_out_each_nonspeech_source_once_with_its_pieces():
+    shared = _nonspeech("nonspeech", [f"song_{k}" for k in range(4)] + ["hens", "tap", "friction0", "friction1"])
+    other = _nonspeech("nonspeech_synthetic", ["melody_0", "melody_1"])
+    recs = _corpus("a", 10, 2) + _corpus("b", 10, 2) + _corpus("c", 5, 2) + shared + other
+    folds = loco_folds(recs, val_fraction=0.1, seed=0, heldout_nonspeech=("nonspeech",))
+    held = [r for fold in folds for r in fold["nonspeech_test"]]
+    assert sorted(r.path.name for r in held) == sorted(r.path.name for r in shared)  # each exactly once
+    for fold in folds:
+        sources = {r.group for r in fold["nonspeech_test"]}
+        seen = fold["train"] + fold["val"]
+        assert not sources & {r.group for r in seen}  # no piece of a held-out source is trained on
+        assert all(r in seen for r in other)  # other non-speech always trains
+    song = next(f for f in folds if any(r.speaker == "song" for r in f["nonspeech_test"]))
+    assert sum(r.speaker == "song" for r in song["nonspeech_test"]) == 4
+    assert {f["held_out"] for f in folds} == {"a", "b", "c"}  # non-speech never becomes a fold of its own

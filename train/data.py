@@ -312,24 +312,33 @@ def speaker_split(
     return out
 
 
-def loco_folds(recordings: Sequence[Recording], val_fraction: float = 0.1, seed: int = 0) -> list[dict]:
+def loco_folds(recordings: Sequence[Recording], val_fraction: float = 0.1, seed: int = 0,
+               heldout_nonspeech: Sequence[str] = ()) -> list[dict]:
     """Leave-one-corpus-out: for each adult corpus (or group of small ones), train (and validate) on
-    the others, test on it. Children and non-speech recordings are never held out: they stay in
-    training in every fold (the children are evaluated separately).
+    the others, test on it. Children and non-speech recordings stay in training in every fold (the
+    children are evaluated separately), except the sources of the non-speech corpora named in
+    ``heldout_nonspeech``: each source (a recording and its pieces) is held out in one fold, dealt
+    round-robin, so every such clip is judged by a model that never heard its source
+    (``nonspeech_test``).
 
     Validation speakers come from the training corpora only; the held-out corpus is never seen.
     """
     groups = sorted({r.loco_group for r in recordings if r.is_speech and not r.is_child})
     if len(groups) < 2:
         raise ValueError("leave-one-corpus-out needs at least two corpora")
+    sources = sorted({r.group for r in recordings if not r.is_speech and r.corpus in heldout_nonspeech})
+    fold_of_source = {source: i % len(groups) for i, source in enumerate(sources)}
     folds = []
-    for held_out in groups:
-        rest = [r for r in recordings if r.loco_group != held_out or not r.is_speech or r.is_child]
+    for i, held_out in enumerate(groups):
+        nonspeech_test = [r for r in recordings if fold_of_source.get(r.group) == i]
+        rest = [r for r in recordings if (r.loco_group != held_out or not r.is_speech or r.is_child)
+                and fold_of_source.get(r.group, -1) != i]
         split = speaker_split(rest, (1.0 - val_fraction, val_fraction, 0.0), seed=seed)
         folds.append({
             "held_out": held_out,
             "train": split["train"],
             "val": split["val"],
             "test": [r for r in recordings if r.loco_group == held_out and r.is_speech and not r.is_child],
+            "nonspeech_test": nonspeech_test,
         })
     return folds

@@ -46,6 +46,7 @@ def summary_from_table(path: Path, into: Path) -> dict:
                                                                   "recall_male", "confident_accuracy", "no_speech_rate",
                                                                   "n_clips")}
                 metrics["roc_auc"] = t["auc"].get(held_out)
+                metrics["heldout_nonspeech"] = t.get("heldout_nonspeech", {}).get(held_out)
                 if held_out == "indonesian" and t.get("indonesian_per_format"):
                     per_format = t["indonesian_per_format"].items()
                     metrics["indonesian_per_format"] = {k: {"accuracy": v} for k, v in per_format}

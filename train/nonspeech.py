@@ -12,6 +12,7 @@ read like any corpus (label ``nonspeech``), so feature extraction and its cache 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,20 +23,57 @@ from edge.files import sha256_file
 from .data import NONSPEECH, Recording
 
 RATE = 16000
-# Installed by `apt-get install` of these packages (see train/README.md). The independent evaluation
-# uses sound-theme-freedesktop, asc-music and drascula-music: never train on those.
+
+
+@dataclass(frozen=True)
+class Source:
+    """Sounds of one installed package: a folder, and how many excerpts each file gives."""
+
+    folder: str
+    excerpts: int = 3  # long music tracks give more (see MUSIC_EXCERPTS)
+
+
+MUSIC_EXCERPTS = 8
+# Installed by `apt-get install` of these packages (`make models`). The independent evaluation uses
+# sound-theme-freedesktop, asc-music and drascula-music: never train on those. Tux Paint's stamps
+# also hold spoken names (``*_desc*``, letters, numbers, holidays): only its animal, household,
+# instrument, vehicle and weather sounds are taken, and spoken files are skipped everywhere.
 DEBIAN_SOURCES = {
-    "hyperrogue-music": "/usr/share/hyperrogue/music",
-    "colobot-common-sounds": "/usr/share/games/colobot/music",
-    "heroes-sound-effects": "/usr/share/games/heroes/sfx",
-    "heroes-sound-tracks": "/usr/share/games/heroes/mod",
-    "deepin-sound-theme": "/usr/share/sounds/deepin",
-    "lomiri-sounds": "/usr/share/sounds/lomiri",
-    "hydrogen-drumkits": "/usr/share/hydrogen/data/drumkits",
-    "fb-music-high": "/usr/share/games/frozen-bubble",
+    "hyperrogue-music": Source("/usr/share/hyperrogue/music"),
+    "colobot-common-sounds": Source("/usr/share/games/colobot/music"),
+    "heroes-sound-effects": Source("/usr/share/games/heroes/sfx"),
+    "heroes-sound-tracks": Source("/usr/share/games/heroes/mod"),
+    "deepin-sound-theme": Source("/usr/share/sounds/deepin"),
+    "lomiri-sounds": Source("/usr/share/sounds/lomiri"),
+    "hydrogen-drumkits": Source("/usr/share/hydrogen/data/drumkits"),
+    "fb-music-high": Source("/usr/share/games/frozen-bubble"),
+    # Calm instrumental and electronic music (what shops and phone queues play), game sound effects.
+    "lincity-ng-music": Source("/usr/share/games/lincity-ng/music", MUSIC_EXCERPTS),
+    "lincity-ng-sounds": Source("/usr/share/games/lincity-ng/sounds"),
+    "warzone2100-music": Source("/usr/share/games/warzone2100/music", MUSIC_EXCERPTS),
+    "extremetuxracer-music": Source("/usr/share/games/etr/music", MUSIC_EXCERPTS),
+    "torus-trooper-music": Source("/usr/share/games/torus-trooper/sounds/musics", MUSIC_EXCERPTS),
+    "pingus-sounds": Source("/usr/share/games/pingus/data/sounds"),
+    "oxygen-sounds": Source("/usr/share/sounds/oxygen"),
+    # Animals (hens, sheep, dogs, birds ...), household noises, single instruments.
+    "tuxpaint-animals": Source("/usr/share/tuxpaint/stamps/animals"),
+    "tuxpaint-household": Source("/usr/share/tuxpaint/stamps/household"),
+    "tuxpaint-hobbies": Source("/usr/share/tuxpaint/stamps/hobbies"),
+    "tuxpaint-vehicles": Source("/usr/share/tuxpaint/stamps/vehicles"),
+    "tuxpaint-naturalforces": Source("/usr/share/tuxpaint/stamps/naturalforces"),
 }
+# The packages that hold them (for `apt-get install`; kept beside the table so they cannot drift).
+DEBIAN_PACKAGES = (
+    "hyperrogue-music", "fb-music-high", "heroes-sound-effects", "heroes-sound-tracks", "colobot-common-sounds",
+    "hydrogen-drumkits", "deepin-sound-theme", "lomiri-sounds", "lincity-ng-data", "warzone2100-music",
+    "extremetuxracer-data", "torus-trooper-data", "pingus-data", "oxygen-sounds", "tuxpaint-stamps-default",
+)
+# Sources whose excerpts are also the beds of the speech-over-music augmentation (with the synthetic
+# music). Fixed, so that adding non-speech sources does not change the augmented speech.
+MUSIC_BEDS = ("hyperrogue-music", "fb-music-high", "heroes-sound-tracks")
+SPOKEN_FILE = re.compile(r"_desc(_[a-z]{2,3}(_[A-Z]{2})?)?$")  # Tux Paint's spoken descriptions
 EXCLUDED_PACKAGES = ("sound-theme-freedesktop", "asc-music", "drascula-music")
-AUDIO_SUFFIXES = (".ogg", ".oga", ".wav", ".flac", ".mp3")
+AUDIO_SUFFIXES = (".ogg", ".oga", ".opus", ".wav", ".flac", ".mp3")
 
 
 @dataclass(frozen=True)
@@ -56,12 +94,19 @@ def _write(path: Path, y: np.ndarray) -> None:
     sf.write(path, y.astype(np.float32), RATE, format="FLAC", subtype="PCM_16")
 
 
-def collect_excerpts(source: Path, out: Path, config: NonspeechConfig) -> int:
+def _audio_files(folder: Path) -> list[Path]:
+    """Audio files under ``folder``, spoken ones left out."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file() and not SPOKEN_FILE.search(p.stem))
+
+
+def collect_excerpts(source: Path, out: Path, config: NonspeechConfig, excerpts: int | None = None) -> int:
     """Excerpts of every audio file under ``source`` into ``out``; returns how many were written."""
     from edge.audio import load_audio
     from edge.errors import AudioError
 
-    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    files = _audio_files(source)
+    per_file = excerpts or config.excerpts_per_file
     written = 0
     n = int(config.seconds * RATE)
     for path in files:
@@ -78,7 +123,7 @@ def collect_excerpts(source: Path, out: Path, config: NonspeechConfig) -> int:
         if y.size <= n:
             starts = [0]
         else:
-            starts = np.linspace(0, y.size - n, min(config.excerpts_per_file, 1 + y.size // n)).astype(int)
+            starts = np.linspace(0, y.size - n, min(per_file, 1 + y.size // n)).astype(int)
         for k, start in enumerate(starts):
             _write(out / f"{target.name}_{k}.flac", y[start : start + n])
             written += 1
@@ -198,28 +243,39 @@ def synthesize(out: Path, config: NonspeechConfig) -> int:
     return config.synthetic
 
 
-def prepare(cache: Path, sources: dict[str, str] | None = None, config: NonspeechConfig = NonspeechConfig(),
+def prepare(cache: Path, sources: dict[str, Source] | None = None, config: NonspeechConfig = NonspeechConfig(),
             ) -> list[Recording]:
     """Write (once) and list the non-speech training clips: one corpus per source, plus synthetic."""
     sources = DEBIAN_SOURCES if sources is None else sources
     recordings = []
-    for name, folder in sorted(sources.items()):
-        if not Path(folder).is_dir():
+    for name, source in sorted(sources.items()):
+        if not Path(source.folder).is_dir():
             continue
         out = cache / name
-        collect_excerpts(Path(folder), out, config)
+        collect_excerpts(Path(source.folder), out, config, source.excerpts)
         recordings += _listing(out, f"nonspeech_{name}")
     synthesize(cache / "synthetic", config)
     recordings += _listing(cache / "synthetic", "nonspeech_synthetic")
     return recordings
 
 
+def folder_corpus(folder: str | Path) -> str:
+    """The corpus name of a ``--nonspeech`` folder."""
+    name = Path(folder).resolve().name
+    return name if name.startswith(NONSPEECH) else f"{NONSPEECH}_{name}"
+
+
 def load_folder(folder: str | Path, corpus: str | None = None) -> list[Recording]:
-    """Any folder of non-speech audio (``gvd train --nonspeech DIR``)."""
-    folder = Path(folder)
-    return _listing(folder, corpus or f"nonspeech_{folder.name}")
+    """Any folder of non-speech audio (``gvd train --nonspeech DIR``). Pieces of one recording
+    (``track_0.flac``, ``track_1.flac`` ...) are one source: splits and held-out folds keep them together."""
+    return _listing(Path(folder), corpus or folder_corpus(folder), by_source=True)
 
 
-def _listing(folder: Path, corpus: str) -> list[Recording]:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-    return [Recording(p, NONSPEECH, f"{corpus}/{p.stem}", corpus, sha256_file(p)) for p in files]
+def source_of(stem: str) -> str:
+    """The recording a numbered piece was cut from: ``cold_day_3`` -> ``cold_day``, ``friction1`` -> ``friction``."""
+    return re.sub(r"[_-]?\d+$", "", stem) or stem
+
+
+def _listing(folder: Path, corpus: str, by_source: bool = False) -> list[Recording]:
+    return [Recording(p, NONSPEECH, source_of(p.stem) if by_source else f"{corpus}/{p.stem}", corpus, sha256_file(p))
+            for p in _audio_files(folder)]

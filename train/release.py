@@ -1,6 +1,6 @@
 """Rebuild the shipped models: train the three default-preset cells, then export them.
 
-    python -m train.release --data ../shared/data --out models [--loco] [--keep DIR]
+    python -m train.release --data ../shared/data --nonspeech ../shared/nonspeech --out models [--loco] [--keep DIR]
 
 Training writes the training-output contract into a temporary folder (or ``--keep DIR``); the
 exporter is then run as its own command (``gvd export --train-dir DIR --out models``) so that the
@@ -28,8 +28,11 @@ from edge.metadata import CELLS
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the Keras models here instead of a temp dir.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--cache-dir", type=click.Path(file_okay=False))
+@click.option("--nonspeech", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of real non-speech recordings to train on (repeatable); with --loco each of its "
+                   "sources is also held out in one fold.")
 @click.option("--no-mlflow", is_flag=True)
-def main(data, out, loco, keep, seed, cache_dir, no_mlflow) -> None:
+def main(data, out, loco, keep, seed, cache_dir, nonspeech, no_mlflow) -> None:
     """Train lstm, gru and rnn with the default preset and export them to ONNX."""
     from .config import apply_overrides, preset
     from .train import RunOptions, run
@@ -38,7 +41,8 @@ def main(data, out, loco, keep, seed, cache_dir, no_mlflow) -> None:
         train_dir = Path(keep) if keep else Path(tmp)
         config = apply_overrides(preset("default"), {"seed": seed})
         summary = run(config, RunOptions(data=list(data), out=str(train_dir), cells=CELLS,
-                                         loco=loco, mlflow=not no_mlflow, cache_dir=cache_dir))
+                                         loco=loco, mlflow=not no_mlflow, cache_dir=cache_dir,
+                                         nonspeech=tuple(nonspeech)))
         click.echo(f"trained in {summary['wall_seconds']:.0f} s -> {train_dir}")
         # The exporter reads the labelled test windows training wrote next to each training.json.
         command = [sys.executable, "-m", "edge", "export", "--train-dir", str(train_dir), "--out", str(out)]

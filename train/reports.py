@@ -129,12 +129,25 @@ def _worst(folds: dict[str, dict], both_sexes: bool) -> tuple[str, dict] | None:
     return min(rows, key=lambda kv: kv[1]["balanced_accuracy"], default=None)
 
 
+def heldout_nonspeech(loco: dict[str, dict]) -> dict[str, Any] | None:
+    """Non-speech sources held out across the folds, added up: clips, how many got no gender, and
+    the clips that were given one."""
+    parts = [m["heldout_nonspeech"] for m in loco.values() if m.get("heldout_nonspeech")]
+    if not parts:
+        return None
+    clips, rejected = sum(p["clips"] for p in parts), sum(p["rejected"] for p in parts)
+    return {"clips": clips, "rejected": rejected, "rejected_share": rejected / clips if clips else None,
+            "given_gender": sorted(name for p in parts for name in p["given_gender"])}
+
+
 def loco_summary(loco: dict[str, dict]) -> dict[str, Any]:
     """The LOCO figures that travel with a model: per held-out corpus, and the headline - the worst
     balanced accuracy over held-out corpora with both sexes (the default model is chosen by it); the
     worst plain accuracy over single-sex corpora is reported beside it."""
     both, single = _worst(loco, both_sexes=True), _worst(loco, both_sexes=False)
+    nonspeech = heldout_nonspeech(loco)
     return {
+        **({"loco_nonspeech": nonspeech} if nonspeech else {}),
         "loco_clip_accuracy": {h: m.get("accuracy") for h, m in loco.items()},
         "loco_balanced_accuracy": {h: m.get("balanced_accuracy") for h, m in loco.items()},
         "loco_worst_balanced_accuracy": both[1]["balanced_accuracy"] if both else None,
@@ -175,8 +188,15 @@ def loco_table(results: dict[str, dict[str, dict[str, dict]]]) -> tuple[str, dic
                 lines.append("")
                 lines.append("Indonesian held out, per codec: " + ", ".join(
                     f"{k} {_pct(v.get('accuracy'))} ({v.get('n_clips', 0)} clips)" for k, v in sorted(fmt.items())))
+            nonspeech = heldout_nonspeech(folds)
+            if nonspeech:
+                lines += ["", f"Non-speech sources held out (each in one fold): {nonspeech['rejected']} of "
+                              f"{nonspeech['clips']} clips got no gender"
+                              + (f"; given one: {', '.join(nonspeech['given_gender'])}" if nonspeech["given_gender"]
+                                 else "")]
             lines.append("")
             table.setdefault(preset_name, {})[cell] = {
+                "heldout_nonspeech": {h: m.get("heldout_nonspeech") for h, m in folds.items()},
                 "worst": {"held_out": worst[0], "balanced_accuracy": worst[1]["balanced_accuracy"]} if worst
                 else None,
                 "worst_single_sex": {"held_out": single[0], "accuracy": single[1].get("accuracy")} if single

@@ -380,10 +380,12 @@ def nonspeech_recordings(options: RunOptions) -> list[Recording]:
 
 
 def _is_music(corpus: str, path) -> bool:
-    """Beds for the speech-over-music augmentation: the music sources and synthetic music."""
+    """Beds for the speech-over-music augmentation: the fixed music sources and synthetic music."""
+    from .nonspeech import MUSIC_BEDS
+
     if corpus == "nonspeech_synthetic":
         return path.parent.name in ("melody", "chords", "band", "drums")
-    return "music" in corpus or "tracks" in corpus
+    return corpus in {f"nonspeech_{name}" for name in MUSIC_BEDS}
 
 
 def _indices(recordings: Sequence[Recording], subset: Sequence[Recording]) -> list[int]:
@@ -391,25 +393,38 @@ def _indices(recordings: Sequence[Recording], subset: Sequence[Recording]) -> li
     return [where[rec.key] for rec in subset]
 
 
-def run_loco(config: TrainConfig, prepared: Prepared, cells: Sequence[str], progress: bool = True) -> dict:
-    """Leave-one-corpus-out for every cell: ``{cell: {held_out: (metrics, scores, fit)}}``."""
+def run_loco(config: TrainConfig, prepared: Prepared, cells: Sequence[str], progress: bool = True,
+             heldout_nonspeech: Sequence[str] = ()) -> dict:
+    """Leave-one-corpus-out for every cell: ``{cell: {held_out: (metrics, scores, fit)}}``. The sources
+    of the ``heldout_nonspeech`` corpora are held out too, spread over the folds (``metrics["heldout_nonspeech"]``)."""
     from .data import loco_folds
     from .evaluate import evaluate
 
     recs, windows = prepared.recordings, prepared.windows
     out: dict = {cell: {} for cell in cells}
     for fold in loco_folds(recs, val_fraction=config.split[1] / max(1e-9, config.split[0] + config.split[1]),
-                           seed=config.seed):
+                           seed=config.seed, heldout_nonspeech=heldout_nonspeech):
         train = TrainSet.build(windows, recs, _indices(recs, fold["train"]))
         val = TrainSet.build(windows, recs, _indices(recs, fold["val"]), variants=False)
         for cell in cells:
             result = fit(config, cell, train, val, progress, label=f"{config.preset} {cell} -{fold['held_out']}")
             metrics, scores = evaluate(result.model, recs, windows, _indices(recs, fold["test"]))
+            if fold["nonspeech_test"]:
+                metrics["heldout_nonspeech"] = _nonspeech_result(result.model, recs, windows, fold["nonspeech_test"])
             metrics["train_seconds"] = result.seconds
             metrics["epochs"] = len(result.history["loss"])
             out[cell][fold["held_out"]] = (metrics, scores, result)
             _free(result)
     return out
+
+
+def _nonspeech_result(model, recs: Sequence[Recording], windows: Windows, clips: Sequence[Recording]) -> dict:
+    """Held-out non-speech clips: how many got no gender, and which were given one."""
+    from .evaluate import evaluate
+
+    _, scores = evaluate(model, recs, windows, _indices(recs, clips))
+    given = [rec.path.name for rec, heard in zip(scores.recordings, scores.has_speech, strict=True) if heard]
+    return {"clips": len(scores.recordings), "rejected": len(scores.recordings) - len(given), "given_gender": given}
 
 
 def _free(result: FitResult) -> None:
@@ -591,7 +606,10 @@ def _run_all_loco(current: _Run, summary: dict) -> tuple[dict, dict]:
     config, options = current.config, current.options
     if not (options.loco and len(summary["corpora"]) >= 2):
         return {}, {}
-    loco = {config.preset: run_loco(config, current.prepared, options.cells, options.progress)}
+    from .nonspeech import folder_corpus
+
+    heldout = tuple(folder_corpus(f) for f in options.nonspeech) if config.nonspeech_fraction > 0 else ()
+    loco = {config.preset: run_loco(config, current.prepared, options.cells, options.progress, heldout)}
     if options.baseline and config.preset != "original":
         loco["original"] = _baseline_loco(current)
     for preset_name, cells in loco.items():
