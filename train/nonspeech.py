@@ -54,7 +54,6 @@ DEBIAN_SOURCES = {
     "extremetuxracer-music": Source("/usr/share/games/etr/music", MUSIC_EXCERPTS),
     "torus-trooper-music": Source("/usr/share/games/torus-trooper/sounds/musics", MUSIC_EXCERPTS),
     "pingus-sounds": Source("/usr/share/games/pingus/data/sounds"),
-    "oxygen-sounds": Source("/usr/share/sounds/oxygen"),
     # Animals (hens, sheep, dogs, birds ...), household noises, single instruments.
     "tuxpaint-animals": Source("/usr/share/tuxpaint/stamps/animals"),
     "tuxpaint-household": Source("/usr/share/tuxpaint/stamps/household"),
@@ -66,7 +65,7 @@ DEBIAN_SOURCES = {
 DEBIAN_PACKAGES = (
     "hyperrogue-music", "fb-music-high", "heroes-sound-effects", "heroes-sound-tracks", "colobot-common-sounds",
     "hydrogen-drumkits", "deepin-sound-theme", "lomiri-sounds", "lincity-ng-data", "warzone2100-music",
-    "extremetuxracer-data", "torus-trooper-data", "pingus-data", "oxygen-sounds", "tuxpaint-stamps-default",
+    "extremetuxracer-data", "torus-trooper-data", "pingus-data", "tuxpaint-stamps-default",
 )
 # Sources whose excerpts are also the beds of the speech-over-music augmentation (with the synthetic
 # music). Fixed, so that adding non-speech sources does not change the augmented speech.
