@@ -35,8 +35,15 @@ class TrainConfig:
     label_smoothing: float = 0.0
     # Windows per epoch (0 = one pass over the training windows).
     steps_per_epoch: int = 0
-    # Sample so that every (corpus, label) stratum contributes equally.
+    # Sample so that every (corpus, label) stratum contributes equally ...
     balance: bool = False
+    # ... or, with this, in proportion to the square root of its corpus's speaker count (capped; both labels
+    # of a corpus alike, so the corpus still says nothing about sex): one speaker's three files are
+    # not drawn as often as a corpus of 24 speakers.
+    speaker_weighted: bool = False
+    # Corpora of one sex only teach the speech output, not the gender output: in them, sex cannot be
+    # told apart from the recording room, microphone or delivery (acted emotions, chant).
+    single_sex_gender: bool = True
     # Share of each batch drawn from non-speech recordings (0 = no speech output is trained).
     nonspeech_fraction: float = 0.0
     # Random crops of each batch to one length, in MFCC frames (0 = only crop to the batch minimum).
@@ -124,6 +131,8 @@ def _default() -> TrainConfig:
         steps_per_epoch=100,
         balance=True,
         nonspeech_fraction=0.3,
+        speaker_weighted=True,
+        single_sex_gender=False,
         crop_min_frames=settings.min_speech_frames,
         crop_max_frames=settings.window_frames,
         augment=AugmentConfig(variants=3, p_music=0.25, p_clip=0.1, p_dc=0.1),

@@ -27,6 +27,9 @@ from .dataset import Windows
 from .test_windows import write_test_windows
 
 LENGTH_STEP = 4  # crop lengths are multiples of this many frames (fewer distinct shapes to trace)
+# Speaker-weighted sampling counts at most this many speakers per corpus: past it a corpus (or the
+# children's) would crowd out the others, with no more rooms or microphones to show for it.
+SPEAKER_WEIGHT_CAP = 30
 
 
 def configure_tensorflow(threads: int, seed: int) -> None:
@@ -55,10 +58,12 @@ class TrainSet:
     """Windows with their label and (corpus, label) stratum."""
 
     windows: Windows
-    y: np.ndarray  # 1 female, 0 male, -1 non-speech (no gender target)
+    y: np.ndarray  # 1 female, 0 male, -1 non-speech
     strata: np.ndarray
     corpus: np.ndarray  # corpus index of each window (for the adversarial head)
     speech_strata: np.ndarray  # per stratum code: True when the stratum is speech
+    stratum_speakers: np.ndarray  # per stratum code: speakers in its corpus
+    single_sex: np.ndarray  # per window: its corpus has speakers of one sex only
 
     @classmethod
     def build(cls, windows: Windows, recordings: Sequence[Recording], indices: Sequence[int],
@@ -67,18 +72,39 @@ class TrainSet:
         mask = np.array([r in wanted and (variants or v == 0)
                          for r, v in zip(windows.recording, windows.variant, strict=True)], dtype=bool)
         subset = windows.select(mask) if len(windows) else windows
-        y = np.array([recordings[r].y for r in subset.recording], dtype=np.float32)
-        names = [f"{recordings[r].corpus}/{recordings[r].label}" for r in subset.recording]
+        recs = [recordings[r] for r in subset.recording]
+        y = np.array([rec.y for rec in recs], dtype=np.float32)
+        names = [f"{rec.corpus}/{rec.label}" for rec in recs]
         strata = _codes(names)
         speech_strata = np.array([not name.endswith("/nonspeech") for name in sorted(set(names))], dtype=bool)
-        return cls(subset, y, strata, _codes([recordings[r].corpus for r in subset.recording]), speech_strata)
+        speakers, sexes = _corpus_speakers_and_sexes(recordings)  # properties of each corpus as a whole
+        by_stratum = {rec_name: speakers.get(rec_name.rsplit("/", 1)[0], 1) for rec_name in set(names)}
+        stratum_speakers = np.array([by_stratum[name] for name in sorted(set(names))], dtype=np.float64)
+        single_sex = np.array([rec.is_speech and sexes.get(rec.corpus, 0) < 2 for rec in recs], dtype=bool)
+        return cls(subset, y, strata, _codes([rec.corpus for rec in recs]), speech_strata, stratum_speakers,
+                   single_sex)
 
     @property
     def y_speech(self) -> np.ndarray:
         return (self.y >= 0).astype(np.float32)
 
+    def y_gender(self, single_sex_gender: bool) -> np.ndarray:
+        """Gender targets; -1 (no gender loss) for non-speech, and for one-sex corpora unless they teach sex."""
+        return self.y if single_sex_gender else np.where(self.single_sex, -1.0, self.y).astype(np.float32)
+
     def __len__(self) -> int:
         return len(self.windows)
+
+
+def _corpus_speakers_and_sexes(recordings: Sequence[Recording]) -> tuple[dict[str, int], dict[str, int]]:
+    """Speakers and distinct sexes of each speech corpus among ``recordings``."""
+    speakers: dict[str, set[str]] = {}
+    sexes: dict[str, set[str]] = {}
+    for rec in recordings:
+        if rec.is_speech:
+            speakers.setdefault(rec.corpus, set()).add(rec.group)
+            sexes.setdefault(rec.corpus, set()).add(rec.label)
+    return {c: len(s) for c, s in speakers.items()}, {c: len(s) for c, s in sexes.items()}
 
 
 class BatchMaker:
@@ -90,17 +116,23 @@ class BatchMaker:
             raise ValueError("no training windows: every training recording was silent or failed to decode")
         self.data, self.config, self.rng = data, config, rng
         self.lengths = data.windows.lengths
-        if config.balance:
-            # Every stratum equally often; non-speech strata share ``nonspeech_fraction`` of the draws.
-            counts = np.bincount(data.strata).astype(np.float64)
-            is_speech = data.speech_strata
-            share = np.where(is_speech, 1.0 - config.nonspeech_fraction, config.nonspeech_fraction)
-            per_kind = np.array([max(1, int(is_speech.sum())), max(1, int((~is_speech).sum()))])
-            stratum_weight = share / np.where(is_speech, per_kind[0], per_kind[1]) / np.maximum(counts, 1)
-            weights = stratum_weight[data.strata]
-            self.p = weights / weights.sum()
-        else:
-            self.p = None
+        self.y_gender = data.y_gender(config.single_sex_gender)
+        self.p = self._draw_probabilities(data, config) if config.balance else None
+
+    @staticmethod
+    def _draw_probabilities(data: TrainSet, config: TrainConfig) -> np.ndarray:
+        """Every stratum equally often (or by its corpus's speakers); non-speech strata share
+        ``nonspeech_fraction`` of the draws equally."""
+        counts = np.bincount(data.strata, minlength=data.speech_strata.size).astype(np.float64)
+        is_speech = data.speech_strata
+        prior = (np.sqrt(np.minimum(data.stratum_speakers, SPEAKER_WEIGHT_CAP)) if config.speaker_weighted
+                 else np.ones(is_speech.size))
+        prior = np.where(is_speech, prior, 1.0)
+        kind_total = np.array([prior[is_speech].sum(), prior[~is_speech].sum()])
+        share = np.where(is_speech, 1.0 - config.nonspeech_fraction, config.nonspeech_fraction)
+        stratum_weight = share * prior / np.maximum(np.where(is_speech, kind_total[0], kind_total[1]), 1e-12)
+        weights = (stratum_weight / np.maximum(counts, 1))[data.strata]
+        return weights / weights.sum()
 
     def steps(self) -> int:
         if self.config.steps_per_epoch:
@@ -144,7 +176,7 @@ class BatchMaker:
             x[row] = window
         self._shift_pitch(x)
         self._mask(x)
-        return x, self.data.y[idx], idx
+        return x, self.y_gender[idx], idx
 
     def _shift_pitch(self, x: np.ndarray) -> None:
         """Move each chosen crop's log-F0 column (voiced frames) by one random offset, in place."""
@@ -175,21 +207,23 @@ def _bce(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
-def validation_loss(model, data: TrainSet, balance: bool) -> tuple[float, float]:
+def validation_loss(model, data: TrainSet, balance: bool, single_sex_gender: bool = True) -> tuple[float, float]:
     """(loss, gender window accuracy) on clean validation windows; per-stratum means when balancing.
 
-    The loss adds the speech output's loss (every window) to the gender loss (speech windows only).
+    The loss adds the speech output's loss (every window) to the gender loss (windows with a gender
+    target, as in training).
     """
     from .evaluate import predict_windows
 
     if not len(data):
         return float("nan"), float("nan")
     p_female, p_speech = predict_windows(model, data.windows)
-    speech = data.y >= 0
-    losses = np.where(speech, _bce(np.maximum(data.y, 0), p_female), 0.0)
+    y = data.y_gender(single_sex_gender)
+    speech = y >= 0
+    losses = np.where(speech, _bce(np.maximum(y, 0), p_female), 0.0)
     if not np.all(np.isnan(p_speech)):
         losses = losses + _bce(data.y_speech, p_speech)
-    correct = ((p_female >= 0.5) == (data.y >= 0.5)).astype(float)
+    correct = ((p_female >= 0.5) == (y >= 0.5)).astype(float)
     strata = np.unique(data.strata) if balance else np.array([-1])
     select = (lambda s: data.strata == s) if balance else (lambda s: np.ones(len(data), dtype=bool))
     loss = float(np.mean([losses[select(s)].mean() for s in strata]))
@@ -290,12 +324,12 @@ def fit(config: TrainConfig, cell: str, train: TrainSet, val: TrainSet, progress
             progress_done = epoch / max(1, config.epochs - 1)
             adversary[1].assign(config.adversarial * (2.0 / (1.0 + np.exp(-10.0 * progress_done)) - 1.0))
         for x, y, index in batches.epoch():
-            targets = [y] + ([(y >= 0).astype(np.float32)] if model_config.speech_head else [])
+            targets = [y] + ([train.y_speech[index]] if model_config.speech_head else [])
             targets += [train.corpus[index]] if adversary else []
             logs = trained.train_on_batch(x, targets if len(targets) > 1 else y, return_dict=True)
             losses.append(float(logs["loss"]))
             accs.append(np.nan)
-        val_loss, val_acc = validation_loss(model, val, config.balance)
+        val_loss, val_acc = validation_loss(model, val, config.balance, config.single_sex_gender)
         for key, value in zip(history, (np.mean(losses), np.mean(accs), val_loss, val_acc), strict=True):
             history[key].append(float(value))
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")

@@ -1,0 +1,70 @@
+"""The shipped models on sounds that are not speech, and on the bundled voices with music under them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge import Detector
+from edge.audio import load_audio
+from edge.manifest import read_manifest
+
+from model_fixtures import SHIPPED_MANIFEST, shipped_models
+
+SHARED_NONSPEECH = Path(__file__).resolve().parents[2] / "shared" / "nonspeech"
+needs_nonspeech = pytest.mark.skipif(not SHARED_NONSPEECH.is_dir(),
+                                     reason=f"needs the shared non-speech clips at {SHARED_NONSPEECH}")
+SAMPLES = SHIPPED_MANIFEST.parent / "samples"
+VOICES = ["female_espeak_22k.flac", "male_16k.flac", "male_48k.flac"]
+RATE = 16000
+
+
+def _shipped_models() -> list[str]:
+    if not SHIPPED_MANIFEST.is_file():
+        return []
+    return read_manifest(SHIPPED_MANIFEST).names
+
+
+@shipped_models
+@needs_nonspeech
+@pytest.mark.shared
+@pytest.mark.parametrize("model", _shipped_models())
+def test_every_shared_nonspeech_clip_gets_no_gender(model):
+    detector = Detector(model)
+    given = {}
+    for path in sorted(SHARED_NONSPEECH.glob("*.flac")):
+        result = detector.predict(path)
+        if result.label != "no_speech":
+            given[path.name] = f"{result.label} {result.confidence:.2f}"
+    assert not given, f"{model} gave a gender to {len(given)} non-speech clips: {given}"
+
+
+def _music_beds() -> list[tuple[str, np.ndarray]]:
+    from train.nonspeech import synthetic_clip
+
+    beds = [(kind, synthetic_clip(kind, 8 * RATE, np.random.default_rng(seed)).astype(np.float64))
+            for seed, kind in enumerate(("band", "chords", "melody"))]
+    if SHARED_NONSPEECH.is_dir():
+        for name in ("music_on_hold_macroform-cold_day_1.flac", "music_on_hold_manolo_camp-morning_coffee_0.flac"):
+            beds.append((name, load_audio(SHARED_NONSPEECH / name, RATE)[0].astype(np.float64)))
+    return beds
+
+
+@shipped_models
+@pytest.mark.parametrize("voice", VOICES)
+def test_bundled_voices_keep_their_label_with_music_10_db_below(voice):
+    """Speech over music is speech: the label holds with music 10 dB below the voice (RMS over the clip)."""
+    detector = Detector()
+    speech = load_audio(SAMPLES / voice, RATE)[0].astype(np.float64)
+    expected = voice.split("_")[0]
+    assert detector.predict(speech.astype(np.float32), RATE).label == expected
+    wrong = {}
+    for name, bed in _music_beds():
+        bed = np.resize(bed, speech.size)
+        gain = np.sqrt(np.mean(speech**2) / np.mean(bed**2)) * 10 ** (-10 / 20)
+        result = detector.predict((speech + gain * bed).astype(np.float32), RATE)
+        if result.label != expected:
+            wrong[name] = f"{result.label} ({result.reason or result.confidence})"
+    assert not wrong, f"{voice} with music 10 dB below: {wrong}"
