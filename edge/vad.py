@@ -55,6 +55,11 @@ def speech_mask(stats: FrameStats, settings: FeatureSettings) -> np.ndarray:
     if voiced.any():
         min_frames = int(round(_STEADY_SECONDS / settings.frame_seconds))
         voiced &= ~_steady_runs(np.where(loud, stats.f0, 0.0), energy, min_frames)
+    # Low voices (F0 near 75-110 Hz: 2-3 periods per frame) drop below the voicing threshold for a
+    # frame here and there; such one-frame gaps are bridged, or the blip removal below would take
+    # their syllables apart (measured: it lost 14 of 548 BAVED words, against 3 bridged). Noise
+    # rarely has two voiced frames one apart, so it gains nothing (tested).
+    voiced = bridge_single_gaps(voiced)
     # Drop isolated blips before the hangover widens them past the shortest region (a single voiced
     # frame of noise would otherwise become 0.26 s of "speech"), then keep unvoiced consonants next
     # to voiced frames.
@@ -67,6 +72,13 @@ def speech_mask(stats: FrameStats, settings: FeatureSettings) -> np.ndarray:
         voiced = np.convolve(voiced.astype(float), kernel, mode="full")[hang : hang + n] > 0
     voiced &= energy > settings.vad_energy_dbfs
     return drop_short_regions(voiced, shortest)
+
+
+def bridge_single_gaps(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with every False frame between two True frames set True."""
+    out = mask.copy()
+    out[1:-1] |= mask[:-2] & mask[2:]
+    return out
 
 
 def regions(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
