@@ -243,7 +243,8 @@ def test_single_frame_gaps_are_bridged_and_nothing_else():
     mask = np.array([0, 1, 0, 1, 0, 0, 1, 1, 0, 1, 0], dtype=bool)
     expected = np.array([0, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0], dtype=bool)
     assert np.array_equal(bridge_single_gaps(mask), expected)
-    assert not bridge_single_gaps(np.zeros(5, dtype=bool)).any() and bridge_single_gaps(np.zeros(0, dtype=bool)).size == 0
+    assert not bridge_single_gaps(np.zeros(5, dtype=bool)).any()
+    assert bridge_single_gaps(np.zeros(0, dtype=bool)).size == 0
 
 
 def test_a_low_voice_with_voicing_dropouts_keeps_its_syllables(rng):
