@@ -57,6 +57,30 @@ def sample_files(shared: Path | None, per_corpus: int, seed: int) -> list[Path]:
     return files
 
 
+def format_variants(folder: Path) -> list[Path]:
+    """The bundled clips rewritten in other containers and sample formats, and cut short, so that
+    every reader path (16-bit PCM read as integers, the others as floats, truncated files) is
+    compared; written to ``folder``, which is thrown away."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in ("male_16k.flac", "female_44k_stereo.flac"):
+        data, rate = sf.read(REPO / "models" / "samples" / name, dtype="float32")
+        stem = Path(name).stem
+        for fmt, subtype, ext in [("WAV", "PCM_16", "wav"), ("AIFF", "PCM_16", "aiff"), ("W64", "PCM_16", "w64"),
+                                  ("FLAC", "PCM_16", "flac"), ("WAV", "PCM_24", "wav"), ("WAV", "FLOAT", "wav"),
+                                  ("FLAC", "PCM_24", "flac"), ("WAV", "PCM_U8", "wav")]:
+            path = folder / f"{stem}_{subtype}.{ext}"
+            sf.write(path, data, rate, format=fmt, subtype=subtype)
+            out.append(path)
+    for path in [p for p in out if p.name.endswith(("PCM_16.wav", "PCM_16.flac", "PCM_24.flac"))]:
+        cut = path.with_name(f"cut_{path.name}")
+        cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        out.append(cut)
+    return out
+
+
 def _windows(windows: list, prefix: str) -> dict[str, np.ndarray]:
     features = [w.features for w in windows if w.features is not None]
     return {
@@ -183,6 +207,7 @@ def main() -> int:
     sys.path.insert(0, str(REPO))
     files = sample_files(args.shared, args.per_corpus, args.seed)
     with tempfile.TemporaryDirectory(prefix="gvd-parity-") as scratch:
+        files += format_variants(Path(scratch) / "formats")
         reference = args.reference_dir or args.keep or Path(scratch) / "reference"
         if args.reference_dir is None:
             run_reference(args.reference, files, reference, args.model)
