@@ -227,7 +227,7 @@ class _MelLayers:
             edges = np.ravel(np.column_stack([first[ks], end[ks]]))
             if np.any(np.diff(edges) < 0):
                 raise ValueError("overlapping mel filters two bands apart: not a triangular filter bank")
-            row = np.zeros(edges[-1])
+            row = np.zeros(edges[-1] if edges.size else 0)  # a bank of one filter has no odd layer
             for k in ks:
                 row[first[k] : end[k]] = weights[k, first[k] : end[k]]
             layers.append(row)
@@ -245,6 +245,8 @@ class _MelLayers:
         """Mel power of each row of ``power`` into ``out`` (rows, n_mels). ``scratch`` (as large as
         ``power``) and ``sums`` (rows, bounds) are work buffers."""
         for weights, bounds, filters, total in zip(self.weights, self.bounds, self.filters, sums, strict=True):
+            if not bounds.size:
+                continue
             weighted = np.multiply(power[:, : weights.size], weights, out=scratch[:, : weights.size])
             np.add.reduceat(weighted, bounds, axis=1, out=total)
             out[:, filters] = total[:, ::2]  # the odd columns are the gaps between filters

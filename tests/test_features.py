@@ -189,7 +189,8 @@ def test_threads_analysing_at_once_get_what_one_thread_gets():
         np.testing.assert_array_equal(got.f0, want.f0)
 
 
-@pytest.mark.parametrize("settings", [S, ORIGINAL_SETTINGS, S.with_changes(n_mels=40, fmin=0.0, fmax=8000.0)])
+@pytest.mark.parametrize("settings", [S, ORIGINAL_SETTINGS, S.with_changes(n_mels=40, fmin=0.0, fmax=8000.0),
+                                      S.with_changes(n_mels=2, n_mfcc=2), S.with_changes(n_mels=1, n_mfcc=1)])
 def test_mel_layers_equal_gathering_each_filter(rng, settings):
     """The two-layer mel projection gives what gathering each filter's bins gives, to the last bit."""
     a = features._analysis(settings)
