@@ -25,6 +25,9 @@ LABELS = ("female", "male", "no_speech")
 NO_SPEECH_REASONS = ("too_short", "silence", "not_speech")
 # A window whose p_speech is below this is not speech (music, animals, alarms).
 SPEECH_THRESHOLD = 0.5
+# A block up to this long is joined to the samples held back from the previous one (see
+# FrameCursor._analyse): copying it is cheaper than a second analysis call.
+_JOIN_SAMPLES = 1 << 15
 # Stages of the runtime's per-clip timings, in order.
 STAGES = ("decode", "resample", "frames", "speech", "inference")
 
@@ -123,11 +126,14 @@ class FrameCursor:
     def _analyse(self, samples: np.ndarray) -> list[FrameStats]:
         """The frames of the held-back samples followed by ``samples``; keeps what is left over.
 
-        Only the frames that start in the held-back samples (at most two) are analysed from a joined
-        copy, the others straight from ``samples``: a 10 s block is not copied to add 0.03 s to it.
+        A large block is not copied to add the held-back samples (< 0.03 s) to it: only the frames
+        that start in them (at most two) are analysed from a joined copy, the others straight from
+        the block. A small block (a stream's) is joined: one analysis costs less than two there.
         """
         hop, length = self.settings.hop_length, self.settings.frame_length
         held = self._pending
+        if held.size and samples.size <= _JOIN_SAMPLES:
+            samples, held = np.concatenate([held, samples]), held[:0]
         first = -(-held.size // hop)  # frames that start in the held-back samples
         parts = []
         if first:
