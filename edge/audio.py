@@ -78,11 +78,11 @@ def _to_float32(samples: np.ndarray) -> np.ndarray:
     samples = np.asarray(samples)
     if samples.dtype.kind == "f":
         return samples.astype(np.float32, copy=False)
-    if samples.dtype.kind == "i":
-        return (samples.astype(np.float32) / float(2 ** (8 * samples.dtype.itemsize - 1))).astype(np.float32)
+    if samples.dtype.kind == "i":  # one pass: scaling by a power of two is exact, as the division was
+        return np.multiply(samples, np.float32(2.0 ** (1 - 8 * samples.dtype.itemsize)), dtype=np.float32)
     if samples.dtype.kind == "u":
         half = float(2 ** (8 * samples.dtype.itemsize - 1))
-        return ((samples.astype(np.float32) - half) / half).astype(np.float32)
+        return (samples.astype(np.float32) - half) / half
     raise InvalidSamplesError(f"unsupported sample type {samples.dtype}")
 
 
@@ -254,12 +254,18 @@ def _soundfile_read(path: Path, handle, info: AudioInfo, block_frames: int) -> I
     import soundfile as sf
 
     rate, stated = handle.samplerate, handle.frames
+    # Uncompressed 16-bit PCM is read as int16 and scaled here (_to_float32: x / 32768, exactly
+    # libsndfile's float read, tested on every value): its own conversion took 7x the time of the
+    # int16 read for WAV (0.44 against 0.06 ms for 13 s, measured). FLAC decoding costs the same
+    # either way, so it keeps the single float buffer.
+    pcm16 = handle.subtype == "PCM_16" and handle.format != "FLAC"
     decoded = 0
     with handle:
         while True:
             # Read straight into a fresh buffer: on a decoding error libsndfile has already filled
             # it up to the frame it choked on, and tell() says how far that was.
-            out = np.empty((min(block_frames, max(stated - decoded, 1)), handle.channels), np.float32)
+            out = np.empty((min(block_frames, max(stated - decoded, 1)), handle.channels),
+                           np.int16 if pcm16 else np.float32)
             try:
                 count = len(handle.read(out=out))
             except (sf.LibsndfileError, RuntimeError) as exc:
@@ -271,12 +277,12 @@ def _soundfile_read(path: Path, handle, info: AudioInfo, block_frames: int) -> I
                     f"truncated or damaged: decoding stopped at {(decoded + count) / rate:.2f} s of "
                     f"{stated / rate:.2f} s ({_libsndfile_reason(exc)})")
                 if count:
-                    yield out[:count]
+                    yield _to_float32(out[:count])
                 return
             if not count:
                 break
             decoded += count
-            yield out[:count]
+            yield _to_float32(out[:count])
     if 0 < decoded < stated:
         info.warnings.append(_truncation_warning(stated, decoded, rate))
 

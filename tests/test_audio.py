@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edge.audio import AUDIO_EXTENSIONS, iter_mono, load_audio, prepare_array, resample
+from edge.audio import AUDIO_EXTENSIONS, iter_mono, load_audio, open_audio, prepare_array, resample
 from edge.errors import (
     AudioError,
     CorruptAudioError,
@@ -417,6 +417,28 @@ def test_truncated_wav_is_decoded_and_flagged(tmp_path, rng):
     assert abs(len(y) / SR - 4 / 3) < 0.01
     assert info.warnings == ["truncated: the header promises 4.00 s, the file holds 1.33 s"]
     assert load_audio(whole)[1].warnings == []
+
+
+@pytest.mark.parametrize("fmt,ext", [("WAV", "wav"), ("FLAC", "flac"), ("AIFF", "aiff")])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_16_bit_pcm_gives_libsndfiles_floats_to_the_bit(tmp_path, fmt, ext, channels):
+    """16-bit PCM is read as integers and scaled by the decoder: every value as libsndfile's float read."""
+    values = np.arange(-32768, 32768, dtype=np.int16)
+    path = tmp_path / f"every_value.{ext}"
+    sf.write(path, np.stack([values, values[::-1]], axis=1)[:, :channels], SR, format=fmt, subtype="PCM_16")
+    _, blocks = open_audio(path, block_seconds=1.0)
+    decoded = np.concatenate(list(blocks))
+    expected = sf.read(path, dtype="float32", always_2d=True)[0]
+    assert decoded.dtype == np.float32 and decoded.shape == expected.shape
+    assert decoded.tobytes() == expected.tobytes()
+
+
+def test_cut_16_bit_flac_keeps_the_exact_samples_before_the_cut(tmp_path, rng):
+    whole = tmp_path / "whole.flac"
+    sf.write(whole, rng.integers(-20000, 20000, SR * 4, dtype=np.int16), SR, subtype="PCM_16")
+    y, info = load_audio(_cut(whole, 0.5, tmp_path / "cut.flac"))
+    assert info.warnings and 1.0 < len(y) / SR < 3.0
+    assert y.tobytes() == sf.read(whole, dtype="float32")[0][: len(y)].tobytes()
 
 
 def test_flac_cut_in_half_keeps_the_frames_that_are_there(tmp_path):

@@ -8,11 +8,13 @@ offset, and measure the pitch of voices to a few percent.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 
 import numpy as np
 import pytest
 
+from edge import features
 from edge.features import (
     PITCH_REFERENCE_HZ,
     FrameStats,
@@ -26,7 +28,7 @@ from edge.features import (
     normalize_features,
     pitch_columns,
 )
-from edge.settings import DEFAULT_SETTINGS, FeatureSettings
+from edge.settings import DEFAULT_SETTINGS, ORIGINAL_SETTINGS, FeatureSettings
 
 from signals import coloured_noise, voice
 
@@ -151,6 +153,57 @@ def test_frames_are_independent_of_the_pieces_they_are_analysed_in(rng):
     window = whole.rows(40, 90)
     assert (window.start, len(window)) == (40, 50)
     assert_stats_close(window, analyse_frames(y[40 * hop : 89 * hop + S.frame_length], S, start=40), 1e-4)
+
+
+def test_blocks_longer_than_a_chunk_give_the_frames_of_the_pieces():
+    """Frames are analysed in chunks of reused buffers: a chunk boundary changes nothing, to the bit."""
+    y = voice(170, 9.0, noise=0.003)
+    n = frame_count(y.size, S)
+    assert n > 2 * features._CHUNK_FRAMES
+    whole = analyse_frames(y, S)
+    cut = features._CHUNK_FRAMES + 17
+    pieces = FrameStats.join([analyse_frames(y[: (cut - 1) * S.hop_length + S.frame_length], S),
+                              analyse_frames(y[cut * S.hop_length :], S, start=cut)])
+    for column in ("cepstra", "energy_db", "voicing", "f0"):
+        np.testing.assert_array_equal(getattr(pieces, column), getattr(whole, column))
+
+
+def test_results_do_not_share_the_work_buffers():
+    first = analyse_frames(voice(150, 6.0, noise=0.003), S)
+    kept = [column.copy() for column in (first.cepstra, first.energy_db, first.voicing, first.f0)]
+    analyse_frames(voice(230, 1.0, seed=3), S)
+    analyse_frames(voice(120, 8.0, seed=4, noise=0.01), S)
+    for column, copy in zip((first.cepstra, first.energy_db, first.voicing, first.f0), kept, strict=True):
+        np.testing.assert_array_equal(column, copy)
+
+
+def test_threads_analysing_at_once_get_what_one_thread_gets():
+    """Each thread has its own work buffers (a detector is shared by the server's threads)."""
+    signals = [voice(f0, 4.0, seed=i, noise=0.003) for i, f0 in enumerate((110, 150, 210, 260))] * 4
+    expected = [analyse_frames(y, S) for y in signals]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda y: analyse_frames(y, S), signals))
+    for got, want in zip(results, expected, strict=True):
+        np.testing.assert_array_equal(got.cepstra, want.cepstra)
+        np.testing.assert_array_equal(got.voicing, want.voicing)
+        np.testing.assert_array_equal(got.f0, want.f0)
+
+
+@pytest.mark.parametrize("settings", [S, ORIGINAL_SETTINGS, S.with_changes(n_mels=40, fmin=0.0, fmax=8000.0),
+                                      S.with_changes(n_mels=2, n_mfcc=2), S.with_changes(n_mels=1, n_mfcc=1)])
+def test_mel_layers_equal_gathering_each_filter(rng, settings):
+    """The two-layer mel projection gives what gathering each filter's bins gives, to the last bit."""
+    a = features._analysis(settings)
+    freqs = np.fft.rfftfreq(a.n_fft, 1.0 / settings.sample_rate)
+    tilt = 1 + settings.pre_emphasis**2 - 2 * settings.pre_emphasis * np.cos(2 * np.pi * freqs / settings.sample_rate)
+    weights = mel_filterbank(settings.sample_rate, a.n_fft, settings.n_mels, settings.fmin, settings.fmax) * tilt
+    rows, cols = np.nonzero(weights)
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    power = rng.random((9, a.top_bin)) * 10.0 ** rng.uniform(-12, 2, (9, 1))
+    expected = np.add.reduceat(power[:, cols] * weights[rows, cols], starts, axis=1)
+    sums = tuple(np.empty((9, bounds.size)) for bounds in a.mel.bounds)
+    got = a.mel.project(power, np.empty((9, settings.n_mels)), np.empty_like(power), sums)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_one_fft_per_frame(monkeypatch):

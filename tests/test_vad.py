@@ -255,3 +255,126 @@ def test_a_low_voice_with_voicing_dropouts_keeps_its_syllables(rng):
     dropouts[::3] = 0.0
     choppy = FrameStats(stats.start, stats.cepstra, stats.energy_db, dropouts, stats.f0)
     assert speech_mask(choppy, DEFAULT_SETTINGS).sum() >= speech_mask(stats, DEFAULT_SETTINGS).sum() - 2
+
+# -- the vectorised steps equal straightforward loops, to the bit ---------------------------------
+
+def steady_runs_loop(f0: np.ndarray, energy_db: np.ndarray, min_frames: int) -> np.ndarray:
+    """The frame-by-frame definition: a run is anchored at its first frame and lasts while frames
+    stay within 2 % of its pitch and 3 dB of its level."""
+    n = f0.size
+    steady = np.zeros(n, dtype=bool)
+    start = 0
+    for i in range(1, n + 1):
+        if (i < n and f0[start] > 0 and abs(f0[i] - f0[start]) <= 0.02 * f0[start]
+                and abs(energy_db[i] - energy_db[start]) <= 3.0):
+            continue
+        if i - start >= min_frames:
+            steady[start:i] = True
+        start = i
+    return steady
+
+
+def drop_short_regions_loop(mask: np.ndarray, min_frames: int) -> np.ndarray:
+    out = mask.copy()
+    if min_frames > 1:
+        for start, end in zip(*regions(mask), strict=True):
+            if end - start < min_frames:
+                out[start:end] = False
+    return out
+
+
+def widen_convolve(mask: np.ndarray, frames: int) -> np.ndarray:
+    kernel = np.ones(2 * frames + 1)
+    return np.convolve(mask.astype(float), kernel, mode="full")[frames : frames + mask.size] > 0
+
+
+def speech_mask_reference(stats: FrameStats, settings) -> np.ndarray:
+    """speech_mask as it was written first: np.percentile, the loops and the convolution (plus the
+    one-frame gap bridge, written out)."""
+    energy = stats.energy_db
+    loud = (energy > settings.vad_energy_dbfs) & (energy > np.percentile(energy, 10) + 6.0)
+    voiced = loud & (stats.voicing > settings.vad_voicing)
+    if voiced.any():
+        voiced &= ~steady_runs_loop(np.where(loud, stats.f0, 0.0), energy, round(0.6 / settings.frame_seconds))
+    voiced = np.array([v or (0 < i < voiced.size - 1 and voiced[i - 1] and voiced[i + 1])
+                       for i, v in enumerate(voiced)], dtype=bool)
+    shortest = round(settings.vad_min_region_seconds / settings.frame_seconds)
+    voiced = drop_short_regions_loop(voiced, shortest)
+    voiced = widen_convolve(voiced, round(settings.vad_hangover_seconds / settings.frame_seconds))
+    voiced &= energy > settings.vad_energy_dbfs
+    return drop_short_regions_loop(voiced, shortest)
+
+
+def pitch_track(rng, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pitch and level with steady stretches (some longer than the lookahead), glides, unmeasured
+    frames, and steps of exactly 2 % and 3 dB (the comparisons' edges)."""
+    f0 = np.zeros(n)
+    energy = np.zeros(n, np.float32)
+    i = 0
+    while i < n:
+        length = int(rng.choice([1, 2, 5, 29, 30, 31, 45, 80]))
+        kind = rng.integers(4)
+        base, level = rng.uniform(60, 400), np.float32(rng.uniform(-60, -10))
+        seg = slice(i, min(i + length, n))
+        size = seg.stop - seg.start
+        if kind == 0:  # unmeasured
+            f0[seg] = 0.0
+        elif kind == 1:  # steady, within the tolerances
+            f0[seg] = base * (1 + rng.uniform(-0.019, 0.019, size))
+        elif kind == 2:  # exactly on the edges
+            f0[seg] = base * rng.choice([1.0, 1.02, 0.98], size)
+        else:  # gliding
+            f0[seg] = base * (1 + 0.01 * np.arange(size))
+        energy[seg] = level + rng.choice(np.float32([0.0, 3.0, -3.0, 2.9999998, 3.0000002, 1.5]), size)
+        i = seg.stop
+    return f0, energy
+
+
+def test_steady_runs_equal_the_frame_by_frame_loop(rng):
+    from edge.vad import _steady_runs
+
+    for n in [0, 1, 2, 29, 30, 31, 60, 150, 151, 400]:
+        for _ in range(25):
+            f0, energy = pitch_track(rng, n)
+            for min_frames in (1, 5, 30):
+                np.testing.assert_array_equal(_steady_runs(f0, energy, min_frames),
+                                              steady_runs_loop(f0, energy, min_frames))
+    hum_track = np.full(300, 120.0)  # one run over everything: longer than the lookahead
+    np.testing.assert_array_equal(_steady_runs(hum_track, np.zeros(300, np.float32), 30), np.ones(300, bool))
+
+
+def test_percentile_equals_numpy(rng):
+    from edge.vad import percentile
+
+    for n in [1, 2, 3, 7, 10, 11, 149, 150, 151]:
+        for _ in range(20):
+            values = rng.normal(-50, 20, n).astype(np.float32)
+            if rng.random() < 0.3:
+                values = np.round(values / 10) * 10  # ties
+            for q in (0, 10, 25, 50, 90, 99.9, 100):
+                got, want = percentile(values.copy(), q), np.percentile(values, q)
+                assert got.dtype == want.dtype and got.tobytes() == np.asarray(want).tobytes(), (n, q)
+
+
+def test_widen_and_drop_short_regions_equal_the_loops(rng):
+    from edge.vad import widen
+
+    for n in [1, 2, 5, 12, 13, 14, 150]:
+        for _ in range(50):
+            mask = rng.random(n) < rng.uniform(0.05, 0.9)
+            for frames in (1, 3, 6):
+                np.testing.assert_array_equal(widen(mask, frames), widen_convolve(mask, frames))
+            for shortest in (1, 2, 5):
+                np.testing.assert_array_equal(drop_short_regions(mask, shortest),
+                                              drop_short_regions_loop(mask, shortest))
+
+
+def test_speech_mask_equals_the_reference(rng):
+    settings = DEFAULT_SETTINGS
+    for n in [1, 5, 40, 150]:
+        for _ in range(40):
+            f0, energy = pitch_track(rng, n)
+            energy = np.where(rng.random(n) < 0.2, np.float32(-90.0), energy).astype(np.float32)
+            voicing = rng.uniform(0, 1, n).astype(np.float32)
+            stats = FrameStats(0, np.zeros((n, settings.n_mfcc), np.float32), energy, voicing, f0.astype(np.float32))
+            np.testing.assert_array_equal(speech_mask(stats, settings), speech_mask_reference(stats, settings))
