@@ -127,6 +127,10 @@ def _metrics_sections(results) -> list[str]:
         worst = [loco_accuracy(r.record.metrics) for r in floats]
         loco.insert(-1, "| **worst corpus (balanced)** | " + " | ".join(
             "n/a" if m is None else f"**{100 * m:.1f}%**" for m in worst) + " |")
+        held = [r.record.metrics.get("loco_nonspeech") for r in floats]
+        if any(held):
+            loco.insert(-1, "| non-speech, each source held out in one fold: no gender | " + " | ".join(
+                "n/a" if not h else f"{h['rejected']} of {h['clips']} clips" for h in held) + " |")
     lines += loco
     lines += _grouped(floats, "Indonesian test clips per codec", lambda m: (m.get("test") or {}).get(
         "indonesian_per_format"), "The Indonesian corpus confounds codec and label; accuracy should not depend "
@@ -244,7 +248,8 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
         "Counts as `train.data.load_corpora` reads `../shared/data` (byte-identical duplicates dropped; a file "
         "its corpus's `speakers.csv` does not list counts as its own speaker). Splits are by speaker, never by "
         "file or segment. Children are trained on but reported apart from adults; non-speech (installed game "
-        "music and sound effects, synthetic music, alarms and noise) trains the `p_speech` output only. "
+        "music, calm instrumental music, animal, household and system sounds, synthetic music, alarms and noise, "
+        "and the real recordings of `../shared/nonspeech`) trains the `p_speech` output only. "
         "The honest measure is accuracy on corpora never seen in training: " + (
             "the leave-one-corpus-out table below (small corpora are held out by kind: `read_small` = sanskrit, "
             "bangla, polish, thai_class, arctic; `digits` = hindi_digits, spanish_digits)." if has_loco else

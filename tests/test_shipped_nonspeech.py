@@ -27,17 +27,40 @@ def _shipped_models() -> list[str]:
     return read_manifest(SHIPPED_MANIFEST).names
 
 
-@shipped_models
-@needs_nonspeech
-@pytest.mark.shared
-@pytest.mark.parametrize("model", _shipped_models())
-def test_every_shared_nonspeech_clip_gets_no_gender(model):
+# Measured 2026-12-01 with the shipped models (which trained on these clips; held out by source in
+# leave-one-corpus-out, lstm rejected 41 of 53): clips given no gender, of 53. Music on hold still
+# gets a gender now and then. The strict xfail turns red once a model rejects them all; the floor
+# catches a model that rejects fewer.
+REJECTED_AT_LEAST = {"lstm": 50, "lstm_int8": 49, "gru": 47, "rnn": 31}
+
+
+def _genders_given(model: str) -> dict[str, str]:
     detector = Detector(model)
     given = {}
     for path in sorted(SHARED_NONSPEECH.glob("*.flac")):
         result = detector.predict(path)
         if result.label != "no_speech":
             given[path.name] = f"{result.label} {result.confidence:.2f}"
+    return given
+
+
+@shipped_models
+@needs_nonspeech
+@pytest.mark.shared
+@pytest.mark.parametrize("model", _shipped_models())
+def test_shared_nonspeech_rejection_holds_its_measured_level(model):
+    given = _genders_given(model)
+    rejected = len(list(SHARED_NONSPEECH.glob("*.flac"))) - len(given)
+    assert rejected >= REJECTED_AT_LEAST.get(model, 53), f"{model} gave a gender to {len(given)}: {given}"
+
+
+@shipped_models
+@needs_nonspeech
+@pytest.mark.shared
+@pytest.mark.xfail(strict=True, reason="the shipped models still give a gender to some music on hold")
+@pytest.mark.parametrize("model", _shipped_models())
+def test_every_shared_nonspeech_clip_gets_no_gender(model):
+    given = _genders_given(model)
     assert not given, f"{model} gave a gender to {len(given)} non-speech clips: {given}"
 
 
