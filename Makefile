@@ -58,8 +58,8 @@ NONSPEECH_PACKAGES := hyperrogue-music fb-music-high heroes-sound-effects heroes
 	colobot-common-sounds hydrogen-drumkits deepin-sound-theme lomiri-sounds lincity-ng-data warzone2100-music \
 	extremetuxracer-data torus-trooper-data pingus-data tuxpaint-stamps-default
 
-# Rebuild the shipped models from ../shared/data: features ~10 min (cold cache), the three models ~12 min,
-# leave-one-corpus-out 11 folds x 3 cells ~45 min on 2 cores (measured 2026-12-01).
+# Rebuild the shipped models from ../shared/data and ../shared/nonspeech: features ~17 min (cold cache),
+# the three models ~6 min, leave-one-corpus-out 11 folds x 3 cells ~45 min on 2 cores (measured 2026-12-01).
 models: $(DEV_VENV)/.installed
 	apt-get install -y -qq $(NONSPEECH_PACKAGES) >/dev/null || echo "note: without $(NONSPEECH_PACKAGES) the speech output trains on synthetic non-speech only"
 	$(DEV_VENV)/bin/python -m train.release --data ../shared/data --nonspeech ../shared/nonspeech --out models --loco
