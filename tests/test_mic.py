@@ -196,7 +196,7 @@ def test_input_file_works_without_sounddevice(fake_model, monkeypatch):
     result = CliRunner().invoke(listen, ["--json", "--fast", "--input", str(sample), "--model", str(fake_model)])
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.stdout.splitlines()]
-    assert events[-1]["event"] == "end" and events[-1]["seconds"] == pytest.approx(13.35, abs=0.1)
+    assert events[-1]["event"] == "end" and events[-1]["seconds"] == pytest.approx(14.13, abs=0.1)
     assert {e["label"] for e in events if e["event"] in ("decision", "update")} >= {"no_speech"}
 
 
@@ -249,7 +249,7 @@ def test_listen_input_says_the_file_is_truncated(fake_model, tmp_path):
     result = CliRunner().invoke(listen, ["--json", "--fast", "--input", str(cut), "--model", str(fake_model)])
     assert result.exit_code == 0, result.output
     end = json.loads(result.stdout.splitlines()[-1])
-    assert end["warnings"] == ["truncated: the header promises 13.35 s, the file holds 6.67 s"]
+    assert end["warnings"] == ["truncated: the header promises 14.13 s, the file holds 7.06 s"]
 
 
 def test_listen_input_errors_read_like_predict(fake_model, tmp_path):

@@ -24,8 +24,10 @@ sox -D "$tmp/esf.wav" -b 16 female_espeak_22k.flac
 # Background only: quiet pink noise, as in a room with nobody speaking (should give no_speech).
 sox -R -D -n -r 16000 -b 16 room_noise_16k.flac synth 3 pinknoise vol 0.01
 
-# A woman, a short pause, then a man (about 6 s each), for the streaming demo and tests.
-flite -voice slt -t "Hello, my name is Sarah. I would like two tickets for the evening show, and a program, please." -o "$tmp/a.wav"
+# A woman, a short pause, then a man (about 6 s each), for the streaming demo and tests. The woman is
+# espeak-ng's: every shipped model calls flite's slt voice male (see README.md).
+espeak-ng -v en-us+f3 -s 150 -w "$tmp/a22.wav" "Hello, my name is Sarah. I would like two tickets for the evening show, and a program, please."
+sox -D "$tmp/a22.wav" -b 16 "$tmp/a.wav" rate -v 16000
 flite -voice rms -t "Certainly. That will be twenty four dollars. The show starts at eight o'clock in hall number three." -o "$tmp/b.wav"
 sox -D -n -r 16000 -c 1 "$tmp/pause.wav" trim 0 0.8
 sox -D "$tmp/a.wav" "$tmp/pause.wav" "$tmp/b.wav" -b 16 two_speakers.wav
