@@ -22,7 +22,7 @@ from edge.serve.pages import LANGUAGES, STATIC, PageOptions, choose_language, lo
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "models" / "samples"
-TEMPLATES = ("core.html", "kiosk.html", "operator.html")
+TEMPLATES = ("head.html", "languages.html", "core.html", "kiosk.html", "operator.html")
 SCRIPTS = sorted(p.name for p in Path(str(STATIC)).glob("*.js"))
 # Keys the scripts build from a server value: "label_" + label, "reason_" + reason, "error_" + word.
 DYNAMIC_PREFIXES = ("label_", "reason_", "error_")

@@ -86,13 +86,15 @@ def _asset(name: str) -> str:
 
 
 def render_page(page: str, strings: dict[str, str], language: str, page_options: PageOptions) -> str:
-    """The page's template with ``${core}`` (the part both pages share), ``${t_key}`` (the escaped string
-    ``key``) and ``${lang}`` / ``${idle_seconds}`` / ``${max_record_seconds}`` filled in."""
+    """The page's template with the parts both pages share (``${head}``, ``${languages}``, ``${core}``),
+    ``${t_key}`` (the escaped string ``key``) and ``${lang}`` / ``${idle_seconds}`` /
+    ``${max_record_seconds}`` filled in."""
     values = {f"t_{key}": html.escape(text) for key, text in strings.items()}
     values.update(lang=language, idle_seconds=f"{page_options.idle_seconds:g}",
                   max_record_seconds=f"{page_options.max_record_seconds:g}")
     # substitute(), not safe_substitute(): a missing string fails at start-up instead of showing "${t_x}".
-    values["core"] = Template(_asset("core.html")).substitute(values)
+    for part in ("head", "languages", "core"):
+        values[part] = Template(_asset(f"{part}.html")).substitute(values)
     return Template(_asset(_PAGES[page])).substitute(values)
 
 
