@@ -53,7 +53,7 @@ typecheck: $(DEV_VENV)/.installed
 
 # Non-speech for the models' speech output: installed game music and sound effects (never the three
 # packages the independent evaluation uses: sound-theme-freedesktop, asc-music, drascula-music).
-# The list is train/nonspeech.py's DEBIAN_PACKAGES (a test keeps the two equal).
+# The list is the packages of train/nonspeech.py's DEBIAN_SOURCES (a test keeps the two equal).
 NONSPEECH_PACKAGES := hyperrogue-music fb-music-high heroes-sound-effects heroes-sound-tracks \
 	colobot-common-sounds hydrogen-drumkits deepin-sound-theme lomiri-sounds lincity-ng-data warzone2100-music \
 	extremetuxracer-data torus-trooper-data pingus-data tuxpaint-stamps-default

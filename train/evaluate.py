@@ -142,15 +142,20 @@ def format_of(rec: Recording) -> str:
     return {"m4a": "aac", "mp4": "aac", "aac": "aac"}.get(rec.format, rec.format)
 
 
-def evaluate(model, recordings: Sequence[Recording], windows: Windows, indices: Sequence[int],
-             threshold: float = 0.5) -> tuple[dict, ClipScores]:
-    """All clip metrics of ``model`` on the recordings ``indices``, overall, per corpus, per format."""
+def score_clips(model, recordings: Sequence[Recording], windows: Windows, indices: Sequence[int]) -> ClipScores:
+    """``model``'s clip decisions on the recordings ``indices`` (their clean windows)."""
     wanted = set(indices)
     mask = np.array([r in wanted and v == 0 for r, v in zip(windows.recording, windows.variant, strict=True)],
                     dtype=bool)
     subset = windows.select(mask) if len(windows) else windows
     p_female, p_speech = predict_windows(model, subset)
-    scores = clip_scores(recordings, subset, p_female, p_speech, list(indices))
+    return clip_scores(recordings, subset, p_female, p_speech, list(indices))
+
+
+def evaluate(model, recordings: Sequence[Recording], windows: Windows, indices: Sequence[int],
+             threshold: float = 0.5) -> tuple[dict, ClipScores]:
+    """All clip metrics of ``model`` on the recordings ``indices``, overall, per corpus, per format."""
+    scores = score_clips(model, recordings, windows, indices)
     metrics = clip_metrics(scores, threshold)
     metrics["per_corpus"] = grouped_metrics(scores, lambda r: r.corpus, threshold)
     indo = scores.subset(np.array([r.corpus == "indonesian" for r in scores.recordings], dtype=bool))

@@ -27,9 +27,10 @@ RATE = 16000
 
 @dataclass(frozen=True)
 class Source:
-    """Sounds of one installed package: a folder, and how many excerpts each file gives."""
+    """Sounds of one installed package: its folder, the package, and how many excerpts each file gives."""
 
     folder: str
+    package: str
     excerpts: int = 3  # long music tracks give more (see MUSIC_EXCERPTS)
 
 
@@ -39,34 +40,31 @@ MUSIC_EXCERPTS = 8
 # also hold spoken names (``*_desc*``, letters, numbers, holidays): only its animal, household,
 # instrument, vehicle and weather sounds are taken, and spoken files are skipped everywhere.
 DEBIAN_SOURCES = {
-    "hyperrogue-music": Source("/usr/share/hyperrogue/music"),
-    "colobot-common-sounds": Source("/usr/share/games/colobot/music"),
-    "heroes-sound-effects": Source("/usr/share/games/heroes/sfx"),
-    "heroes-sound-tracks": Source("/usr/share/games/heroes/mod"),
-    "deepin-sound-theme": Source("/usr/share/sounds/deepin"),
-    "lomiri-sounds": Source("/usr/share/sounds/lomiri"),
-    "hydrogen-drumkits": Source("/usr/share/hydrogen/data/drumkits"),
-    "fb-music-high": Source("/usr/share/games/frozen-bubble"),
+    "hyperrogue-music": Source("/usr/share/hyperrogue/music", "hyperrogue-music"),
+    "colobot-common-sounds": Source("/usr/share/games/colobot/music", "colobot-common-sounds"),
+    "heroes-sound-effects": Source("/usr/share/games/heroes/sfx", "heroes-sound-effects"),
+    "heroes-sound-tracks": Source("/usr/share/games/heroes/mod", "heroes-sound-tracks"),
+    "deepin-sound-theme": Source("/usr/share/sounds/deepin", "deepin-sound-theme"),
+    "lomiri-sounds": Source("/usr/share/sounds/lomiri", "lomiri-sounds"),
+    "hydrogen-drumkits": Source("/usr/share/hydrogen/data/drumkits", "hydrogen-drumkits"),
+    "fb-music-high": Source("/usr/share/games/frozen-bubble", "fb-music-high"),
     # Calm instrumental and electronic music (what shops and phone queues play), game sound effects.
-    "lincity-ng-music": Source("/usr/share/games/lincity-ng/music", MUSIC_EXCERPTS),
-    "lincity-ng-sounds": Source("/usr/share/games/lincity-ng/sounds"),
-    "warzone2100-music": Source("/usr/share/games/warzone2100/music", MUSIC_EXCERPTS),
-    "extremetuxracer-music": Source("/usr/share/games/etr/music", MUSIC_EXCERPTS),
-    "torus-trooper-music": Source("/usr/share/games/torus-trooper/sounds/musics", MUSIC_EXCERPTS),
-    "pingus-sounds": Source("/usr/share/games/pingus/data/sounds"),
+    "lincity-ng-music": Source("/usr/share/games/lincity-ng/music", "lincity-ng-data", MUSIC_EXCERPTS),
+    "lincity-ng-sounds": Source("/usr/share/games/lincity-ng/sounds", "lincity-ng-data"),
+    "warzone2100-music": Source("/usr/share/games/warzone2100/music", "warzone2100-music", MUSIC_EXCERPTS),
+    "extremetuxracer-music": Source("/usr/share/games/etr/music", "extremetuxracer-data", MUSIC_EXCERPTS),
+    "torus-trooper-music": Source("/usr/share/games/torus-trooper/sounds/musics", "torus-trooper-data",
+                                  MUSIC_EXCERPTS),
+    "pingus-sounds": Source("/usr/share/games/pingus/data/sounds", "pingus-data"),
     # Animals (hens, sheep, dogs, birds ...), household noises, single instruments.
-    "tuxpaint-animals": Source("/usr/share/tuxpaint/stamps/animals"),
-    "tuxpaint-household": Source("/usr/share/tuxpaint/stamps/household"),
-    "tuxpaint-hobbies": Source("/usr/share/tuxpaint/stamps/hobbies"),
-    "tuxpaint-vehicles": Source("/usr/share/tuxpaint/stamps/vehicles"),
-    "tuxpaint-naturalforces": Source("/usr/share/tuxpaint/stamps/naturalforces"),
+    "tuxpaint-animals": Source("/usr/share/tuxpaint/stamps/animals", "tuxpaint-stamps-default"),
+    "tuxpaint-household": Source("/usr/share/tuxpaint/stamps/household", "tuxpaint-stamps-default"),
+    "tuxpaint-hobbies": Source("/usr/share/tuxpaint/stamps/hobbies", "tuxpaint-stamps-default"),
+    "tuxpaint-vehicles": Source("/usr/share/tuxpaint/stamps/vehicles", "tuxpaint-stamps-default"),
+    "tuxpaint-naturalforces": Source("/usr/share/tuxpaint/stamps/naturalforces", "tuxpaint-stamps-default"),
 }
-# The packages that hold them (for `apt-get install`; kept beside the table so they cannot drift).
-DEBIAN_PACKAGES = (
-    "hyperrogue-music", "fb-music-high", "heroes-sound-effects", "heroes-sound-tracks", "colobot-common-sounds",
-    "hydrogen-drumkits", "deepin-sound-theme", "lomiri-sounds", "lincity-ng-data", "warzone2100-music",
-    "extremetuxracer-data", "torus-trooper-data", "pingus-data", "tuxpaint-stamps-default",
-)
+# The packages to install (the Makefile's list; a test keeps the two equal).
+DEBIAN_PACKAGES = tuple(dict.fromkeys(source.package for source in DEBIAN_SOURCES.values()))
 # Sources whose excerpts are also the beds of the speech-over-music augmentation (with the synthetic
 # music). Fixed, so that adding non-speech sources does not change the augmented speech.
 MUSIC_BEDS = ("hyperrogue-music", "fb-music-high", "heroes-sound-tracks")

@@ -22,7 +22,7 @@ from edge.metadata import OUTPUT_NAME, SPEECH_OUTPUT_NAME
 from edge.pipeline import normalize_window
 
 from .config import TrainConfig
-from .data import LOCO_GROUPS, Recording
+from .data import LOCO_GROUPS, NONSPEECH, Recording
 from .dataset import Windows
 from .test_windows import write_test_windows
 
@@ -74,12 +74,13 @@ class TrainSet:
         subset = windows.select(mask) if len(windows) else windows
         recs = [recordings[r] for r in subset.recording]
         y = np.array([rec.y for rec in recs], dtype=np.float32)
-        names = [f"{rec.corpus}/{rec.label}" for rec in recs]
-        strata = _codes(names)
-        speech_strata = np.array([not name.endswith("/nonspeech") for name in sorted(set(names))], dtype=bool)
+        strata_of = [(rec.corpus, rec.label) for rec in recs]
+        stratum_list = sorted(set(strata_of))
+        code = {stratum: i for i, stratum in enumerate(stratum_list)}
+        strata = np.array([code[stratum] for stratum in strata_of], dtype=np.int64)
+        speech_strata = np.array([label != NONSPEECH for _, label in stratum_list], dtype=bool)
         speakers, sexes = _corpus_speakers_and_sexes(recordings)  # properties of each corpus as a whole
-        by_stratum = {rec_name: speakers.get(rec_name.rsplit("/", 1)[0], 1) for rec_name in set(names)}
-        stratum_speakers = np.array([by_stratum[name] for name in sorted(set(names))], dtype=np.float64)
+        stratum_speakers = np.array([speakers.get(corpus, 1) for corpus, _ in stratum_list], dtype=np.float64)
         single_sex = np.array([rec.is_speech and sexes.get(rec.corpus, 0) < 2 for rec in recs], dtype=bool)
         return cls(subset, y, strata, _codes([rec.corpus for rec in recs]), speech_strata, stratum_speakers,
                    single_sex)
@@ -454,9 +455,9 @@ def run_loco(config: TrainConfig, prepared: Prepared, cells: Sequence[str], prog
 
 def _nonspeech_result(model, recs: Sequence[Recording], windows: Windows, clips: Sequence[Recording]) -> dict:
     """Held-out non-speech clips: how many got no gender, and which were given one."""
-    from .evaluate import evaluate
+    from .evaluate import score_clips
 
-    _, scores = evaluate(model, recs, windows, _indices(recs, clips))
+    scores = score_clips(model, recs, windows, _indices(recs, clips))
     given = [rec.path.name for rec, heard in zip(scores.recordings, scores.has_speech, strict=True) if heard]
     return {"clips": len(scores.recordings), "rejected": len(scores.recordings) - len(given), "given_gender": given}
 
