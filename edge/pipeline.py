@@ -25,9 +25,6 @@ LABELS = ("female", "male", "no_speech")
 NO_SPEECH_REASONS = ("too_short", "silence", "not_speech")
 # A window whose p_speech is below this is not speech (music, animals, alarms).
 SPEECH_THRESHOLD = 0.5
-# A block up to this long is joined to the samples held back from the previous one (see
-# FrameCursor._analyse): copying it is cheaper than a second analysis call.
-_JOIN_SAMPLES = 1 << 15
 # Stages of the runtime's per-clip timings, in order.
 STAGES = ("decode", "resample", "frames", "speech", "inference")
 
@@ -112,9 +109,12 @@ class FrameCursor:
         self.samples += samples.size
         if self.settings.noise_reduction:
             samples = spectral_gate(samples, self.settings.sample_rate)  # per block: the original recipe
-        parts = self._analyse(samples)
-        self._frames += sum(len(part) for part in parts)
-        self._stats = FrameStats.join([self._stats, *parts])
+        block = np.concatenate([self._pending, samples]) if self._pending.size else samples
+        stats = analyse_frames(block, self.settings, start=self._frames)
+        # A copy, so that the block itself is not kept alive by the few samples held back.
+        self._pending = block[len(stats) * self.settings.hop_length :].copy()
+        self._frames += len(stats)
+        self._stats = FrameStats.join([self._stats, stats])
         self._add_time("frames", tick)
         windows = []
         while self._next_end <= self._frames:
@@ -122,30 +122,6 @@ class FrameCursor:
             self._next_end += self.step_frames
         self._forget()
         return windows
-
-    def _analyse(self, samples: np.ndarray) -> list[FrameStats]:
-        """The frames of the held-back samples followed by ``samples``; keeps what is left over.
-
-        A large block is not copied to add the held-back samples (< 0.03 s) to it: only the frames
-        that start in them (at most two) are analysed from a joined copy, the others straight from
-        the block. A small block (a stream's) is joined: one analysis costs less than two there.
-        """
-        hop, length = self.settings.hop_length, self.settings.frame_length
-        held = self._pending
-        if held.size and samples.size <= _JOIN_SAMPLES:
-            samples, held = np.concatenate([held, samples]), held[:0]
-        first = -(-held.size // hop)  # frames that start in the held-back samples
-        parts = []
-        if first:
-            head = np.concatenate([held, samples[: (first - 1) * hop + length - held.size]])
-            parts.append(analyse_frames(head, self.settings, start=self._frames))
-        if not first or len(parts[0]) == first:  # the rest start inside samples
-            parts.append(analyse_frames(samples[first * hop - held.size :], self.settings,
-                                        start=self._frames + first))
-        used = sum(len(part) for part in parts) * hop - held.size  # samples of this block now in frames
-        # A copy, so that the block itself is not kept alive by the few samples held back.
-        self._pending = samples[used:].copy() if used >= 0 else np.concatenate([held[held.size + used :], samples])
-        return parts
 
     def finish(self) -> list[WindowInput]:
         """End of input: the window over the end of the signal, if the regular ones left one."""

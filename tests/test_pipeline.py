@@ -203,9 +203,8 @@ def test_long_input_in_bounded_memory():
     assert long < 1.1 * short + 100_000, (short, long)
 
 
-def test_a_block_is_neither_copied_nor_kept_by_the_cursor():
-    """Only the frames that start in the held-back samples are analysed from a joined copy, and the
-    samples held back for the next block are a copy of their own (the block can be freed)."""
+def test_a_block_is_not_kept_by_the_cursor():
+    """The samples held back for the next block are a copy of their own (the block can be freed)."""
     y = voice(180, 12.0, noise=0.002)
     cursor = FrameCursor(S)
     blocks = [y[:4321], y[4321:100_000], y[100_000:]]
