@@ -191,8 +191,8 @@ def test_threads_analysing_at_once_get_what_one_thread_gets():
 
 @pytest.mark.parametrize("settings", [S, ORIGINAL_SETTINGS, S.with_changes(n_mels=40, fmin=0.0, fmax=8000.0),
                                       S.with_changes(n_mels=2, n_mfcc=2), S.with_changes(n_mels=1, n_mfcc=1)])
-def test_mel_layers_equal_gathering_each_filter(rng, settings):
-    """The two-layer mel projection gives what gathering each filter's bins gives, to the last bit."""
+def test_mel_projection_equals_gathering_each_filter(rng, settings):
+    """The dense product over the weighted bins gives what summing each filter's own bins gives."""
     a = features._analysis(settings)
     freqs = np.fft.rfftfreq(a.n_fft, 1.0 / settings.sample_rate)
     tilt = 1 + settings.pre_emphasis**2 - 2 * settings.pre_emphasis * np.cos(2 * np.pi * freqs / settings.sample_rate)
@@ -201,9 +201,26 @@ def test_mel_layers_equal_gathering_each_filter(rng, settings):
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
     power = rng.random((9, a.top_bin)) * 10.0 ** rng.uniform(-12, 2, (9, 1))
     expected = np.add.reduceat(power[:, cols] * weights[rows, cols], starts, axis=1)
-    sums = tuple(np.empty((9, bounds.size)) for bounds in a.mel.bounds)
-    got = a.mel.project(power, np.empty((9, settings.n_mels)), np.empty_like(power), sums)
-    np.testing.assert_array_equal(got, expected)
+    got = power[:, a.mel_bins] @ a.mel_weights
+    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=0)
+
+
+def test_autocorrelation_basis_equals_the_inverse_fft(rng):
+    """The pitch band's autocorrelation from the basis equals the inverse FFT of the weighted power at
+    lag 0 and at every candidate lag (divided there by the window's own autocorrelation)."""
+    a = features._analysis(S)
+    half = a.n_fft // 2
+    freqs = np.fft.rfftfreq(a.n_fft, 1.0 / S.sample_rate)
+    lo, hi = features._PITCH_BAND_HZ
+    mask = ((freqs >= lo) & (freqs <= hi)) * np.sqrt(2.0 - 2.0 * np.cos(2 * np.pi * freqs / S.sample_rate))
+    power = rng.random((7, a.top_bin))
+    acf = np.fft.irfft(power * mask[: a.top_bin], half, axis=1)
+    lags = np.arange(a.first_lag, a.first_lag + a.acf_basis.shape[1] - 1)
+    window_acf = np.correlate(a.window, a.window, "full")[S.frame_length - 1 :]
+    window_acf = window_acf[np.round(lags * a.lag_samples).astype(int)] / window_acf[0]
+    got = power[:, a.acf_bins] @ a.acf_basis
+    np.testing.assert_allclose(got[:, 0], acf[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(got[:, 1:] / acf[:, :1], acf[:, lags] / window_acf / acf[:, :1], atol=1e-12)
 
 
 def test_one_fft_per_frame(monkeypatch):
