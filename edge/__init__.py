@@ -14,10 +14,10 @@ import sys
 from importlib import import_module
 from typing import Any
 
-# The frame analysis multiplies small matrices (mel filter bank, autocorrelation basis, DCT per 64
-# frames); OpenBLAS spreading them over several cores made them 20x slower on a busy 2-core machine
-# (measured), and the runtime analyses one block at a time anyway. Only effective when edge is
-# imported before NumPy; users can still override.
+# The frame analysis multiplies small matrices (autocorrelation basis, DCT per 64 frames; kept small
+# enough for one thread even where NumPy came first); OpenBLAS spreading them over several cores made
+# them 20x slower on a busy 2-core machine (measured), and the runtime analyses one block at a time.
+# Only effective when edge is imported before NumPy; users can still override.
 if "numpy" not in sys.modules:
     for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")

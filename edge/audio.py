@@ -11,10 +11,12 @@ live audio alike. Long files are read in blocks, so memory stays bounded whateve
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -121,6 +123,39 @@ def _check_finite(samples: np.ndarray, name: str | None = None) -> None:
         raise InvalidSamplesError(f"{prefix}the audio contains NaN or infinite samples")
 
 
+class _SoxrPool:
+    """Idle soxr streams by (in rate, out rate, quality), handed out to one user at a time.
+
+    soxr designs its filter on a stream's first chunk: a fresh stream per file cost 0.35 ms more
+    for a 3.4 s clip at 48 kHz than one cleared and reused (1.14 against 0.79 ms, measured); the
+    output of a cleared stream is identical, sample for sample (tested).
+    """
+
+    def __init__(self, keep: int = 2):
+        self.keep = keep  # idle streams kept per key: one per thread that is resampling, in practice
+        self._idle: dict[tuple[int, int, str], list[Any]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, in_rate: int, out_rate: int, quality: str) -> Any:
+        with self._lock:
+            idle = self._idle.get((in_rate, out_rate, quality))
+            if idle:
+                return idle.pop()
+        import soxr
+
+        return soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
+
+    def give_back(self, stream: Any, key: tuple[int, int, str]) -> None:
+        stream.clear()
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self.keep:
+                idle.append(stream)
+
+
+_SOXR = _SoxrPool()
+
+
 class ChunkResampler:
     """Streaming soxr resampler to ``out_rate`` that follows the input rate (a new device may bring a
     new rate); passes audio through untouched when the rates match. Files, arrays and streams all
@@ -130,7 +165,7 @@ class ChunkResampler:
         self.out_rate = out_rate
         self.quality = quality
         self.in_rate: int | None = None
-        self._stream = None
+        self._stream: Any = None
 
     def __call__(self, mono: np.ndarray, rate: int) -> np.ndarray:
         parts = []
@@ -138,9 +173,7 @@ class ChunkResampler:
             parts.append(self.finish())
             self.in_rate = rate
             if rate != self.out_rate:
-                import soxr
-
-                self._stream = soxr.ResampleStream(rate, self.out_rate, 1, dtype="float32", quality=self.quality)
+                self._stream = _SOXR.take(rate, self.out_rate, self.quality)
         if self._stream is None:
             parts.append(mono)
         else:
@@ -148,10 +181,11 @@ class ChunkResampler:
         return np.concatenate(parts) if len(parts) > 1 and parts[0].size else parts[-1]
 
     def finish(self) -> np.ndarray:
-        """The samples soxr still holds back (its filter delay); the stream is then closed."""
+        """The samples soxr still holds back (its filter delay); the stream then goes back to the pool."""
         out = np.zeros(0, dtype=np.float32)
-        if self._stream is not None:
+        if self._stream is not None and self.in_rate is not None:
             out = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+            _SOXR.give_back(self._stream, (self.in_rate, self.out_rate, self.quality))
         self._stream = None
         self.in_rate = None
         return out

@@ -200,13 +200,66 @@ class FrameStats:
 
 
 @dataclass(frozen=True)
+class _MelLayers:
+    """The tilted mel filter bank as two dense weight rows, one for the even filters, one for the odd.
+
+    Triangle k spans the bins between the centres of its neighbours, so filters k and k + 2 never
+    share a bin: within a layer every filter is one run of consecutive bins. Weighting the power
+    spectrum by a layer's row and summing each run (one ``np.add.reduceat``) gives exactly what
+    gathering each filter's bins gives (the same products, summed in the same order), without the
+    gather, which cost as much as the FFT.
+    """
+
+    weights: tuple[np.ndarray, np.ndarray]  # per layer: the filters' weights over bins 0..end
+    bounds: tuple[np.ndarray, np.ndarray]  # per layer: first, end, first, end, ..., first of the last filter
+    filters: tuple[slice, slice]  # the mel bands of each layer: 0::2 and 1::2
+
+    @staticmethod
+    def build(weights: np.ndarray) -> _MelLayers:
+        if not weights.any(axis=1).all():  # (not np.unique: it imports numpy.ma, 14 ms at start-up)
+            raise ValueError("the mel filter bank has empty filters: use fewer mels or a larger frame")
+        rows, cols = np.nonzero(weights)
+        first = np.array([cols[rows == k].min() for k in range(weights.shape[0])])
+        end = np.array([cols[rows == k].max() + 1 for k in range(weights.shape[0])])
+        layers, bounds = [], []
+        for parity in (0, 1):
+            ks = np.arange(parity, weights.shape[0], 2)
+            edges = np.ravel(np.column_stack([first[ks], end[ks]]))
+            if np.any(np.diff(edges) < 0):
+                raise ValueError("overlapping mel filters two bands apart: not a triangular filter bank")
+            row = np.zeros(edges[-1] if edges.size else 0)  # a bank of one filter has no odd layer
+            for k in ks:
+                row[first[k] : end[k]] = weights[k, first[k] : end[k]]
+            layers.append(row)
+            bounds.append(edges[:-1])
+        for array in layers + bounds:
+            array.setflags(write=False)
+        return _MelLayers((layers[0], layers[1]), (bounds[0], bounds[1]), (slice(0, None, 2), slice(1, None, 2)))
+
+    @property
+    def top_bin(self) -> int:
+        return max(row.size for row in self.weights)
+
+    def project(self, power: np.ndarray, out: np.ndarray, scratch: np.ndarray,
+                sums: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Mel power of each row of ``power`` into ``out`` (rows, n_mels). ``scratch`` (as large as
+        ``power``) and ``sums`` (rows, bounds) are work buffers."""
+        for weights, bounds, filters, total in zip(self.weights, self.bounds, self.filters, sums, strict=True):
+            if not bounds.size:
+                continue
+            weighted = np.multiply(power[:, : weights.size], weights, out=scratch[:, : weights.size])
+            np.add.reduceat(weighted, bounds, axis=1, out=total)
+            out[:, filters] = total[:, ::2]  # the odd columns are the gaps between filters
+        return out
+
+
+@dataclass(frozen=True)
 class _Analysis:
     """Everything fixed by the settings, built once: window, FFT size, filter bank with the tilt in it."""
 
     window: np.ndarray
     n_fft: int
-    mel_bins: slice  # FFT bins that some mel filter weights
-    mel_weights: np.ndarray  # (bins, n_mels): the tilted mel filter bank over those bins
+    mel: _MelLayers  # the tilted mel filter bank
     dct: np.ndarray
     band: slice  # FFT bins of fmin..fmax (level)
     acf_bins: slice  # FFT bins of the pitch band
@@ -214,6 +267,7 @@ class _Analysis:
     # (columns 1..), the latter already divided by the window's own autocorrelation.
     acf_basis: np.ndarray
     first_lag: int  # lag of column 1, on the half-rate autocorrelation grid (the lags are consecutive)
+    acf_rows: int  # frames per autocorrelation product (see BLAS_ONE_THREAD_LIMIT)
     power_scale: float  # power sum -> mean square of the frame
     top_bin: int  # bins above this are never read
 
@@ -235,15 +289,7 @@ def _analysis(settings: FeatureSettings) -> _Analysis:
     window = hann_window(length)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
     tilt = 1.0 + settings.pre_emphasis**2 - 2.0 * settings.pre_emphasis * np.cos(2 * np.pi * freqs / rate)
-    mel = mel_filterbank(rate, n_fft, settings.n_mels, settings.fmin, settings.fmax) * tilt[None, :]
-    if not mel.any(axis=1).all():
-        raise ValueError("the mel filter bank has empty filters: use fewer mels or a larger frame")
-    # One dense product over the weighted bins: each bin is in at most two filters, but BLAS on the
-    # zeros is still faster than summing each filter's bins (80 against 125 us per 64 frames, measured).
-    weighted = np.flatnonzero(mel.any(axis=0))
-    mel_bins = slice(int(weighted[0]), int(weighted[-1]) + 1)
-    mel_weights = np.ascontiguousarray(mel[:, mel_bins].T)
-    mel_weights.setflags(write=False)
+    mel = _MelLayers.build(mel_filterbank(rate, n_fft, settings.n_mels, settings.fmin, settings.fmax) * tilt[None, :])
     band = slice(max(int(np.searchsorted(freqs, settings.fmin)), 3),
                  int(np.searchsorted(freqs, settings.fmax, "right")))
     lo, hi = _PITCH_BAND_HZ
@@ -271,9 +317,10 @@ def _analysis(settings: FeatureSettings) -> _Analysis:
     basis[:, 1:] /= window_acf
     basis.setflags(write=False)
     power_scale = 2.0 / (n_fft * float(np.sum(window**2)))  # Parseval, one-sided spectrum
-    top_bin = max(mel_bins.stop, band.stop, acf_bins.stop)
-    return _Analysis(window, n_fft, mel_bins, mel_weights, dct_matrix(settings.n_mfcc, settings.n_mels), band,
-                     acf_bins, basis, int(lags[0]), power_scale, top_bin)
+    top_bin = max(mel.top_bin, band.stop, acf_bins.stop)
+    return _Analysis(window, n_fft, mel, dct_matrix(settings.n_mfcc, settings.n_mels), band,
+                     acf_bins, basis, int(lags[0]), max(1, BLAS_ONE_THREAD_LIMIT // basis.size), power_scale,
+                     top_bin)
 
 
 def frame_count(n_samples: int, settings: FeatureSettings) -> int:
@@ -287,6 +334,10 @@ def frame_count(n_samples: int, settings: FeatureSettings) -> int:
 # default settings). 128 frames were 8 % faster on a 2 MB L2 cache and cost 1.6 MB more of peak memory
 # in a one-file 'gvd predict' (measured); memory was the scarcer.
 _CHUNK_FRAMES = 64
+# Multiply-adds per matrix product at most: OpenBLAS's single-thread limit in its default build. A
+# process that imported NumPy before edge has a multi-threaded BLAS, and threaded products made the
+# whole frame analysis 10-30x slower on a busy 2-core machine (measured).
+BLAS_ONE_THREAD_LIMIT = 2 * 65536 * 4
 
 
 class _Workspace:
@@ -309,6 +360,7 @@ class _Workspace:
         self.spectrum = np.empty((rows, a.n_fft // 2 + 1), np.complex128)
         self.power = np.empty((rows, a.top_bin))
         self.scratch = np.empty((rows, a.top_bin))
+        self.sums = tuple(np.empty((rows, bounds.size)) for bounds in a.mel.bounds)
         self.mel = np.empty((rows, a.dct.shape[1]))
         self.acf = np.empty((rows, a.acf_basis.shape[1]))
 
@@ -368,12 +420,15 @@ def _analyse_chunk(y: np.ndarray, lo: int, hi: int, settings: FeatureSettings, a
     np.add(power, np.square(spectrum.imag, out=scratch), out=power)
     energy_db = 10.0 * np.log10(power[:, a.band].sum(axis=1) * a.power_scale + 1e-12)
     out.energy_db[lo:hi] = energy_db
-    mel = np.matmul(power[:, a.mel_bins], a.mel_weights, out=space.mel[:m])
+    mel = a.mel.project(power, space.mel[:m], scratch, (space.sums[0][:m], space.sums[1][:m]))
     out.cepstra[lo:hi] = (10.0 * np.log10(np.maximum(mel, 1e-10, out=mel), out=mel)) @ a.dct.T
     # Autocorrelation only where speech is possible at all: quiet frames are never speech.
     loud = np.flatnonzero(energy_db > settings.vad_energy_dbfs)
     if loud.size:
-        acf = np.matmul(power[loud, a.acf_bins], a.acf_basis, out=space.acf[: loud.size])
+        acf = space.acf[: loud.size]
+        for first in range(0, loud.size, a.acf_rows):
+            rows = loud[first : first + a.acf_rows]
+            np.matmul(power[rows, a.acf_bins], a.acf_basis, out=acf[first : first + rows.size])
         out.voicing[lo + loud], out.f0[lo + loud] = _pitch(acf, a, settings.sample_rate)
 
 
