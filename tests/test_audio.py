@@ -318,6 +318,19 @@ def test_nan_in_float_wav(tmp_path):
         load_audio(path)
 
 
+def test_only_integer_subtypes_skip_the_nan_scan(tmp_path):
+    """The subtypes that skip the scan are libsndfile's integer ones; a float FLAC or Ogg is still scanned."""
+    from edge.audio import INTEGER_SUBTYPES
+
+    assert INTEGER_SUBTYPES <= set(sf.available_subtypes())
+    assert not INTEGER_SUBTYPES & {"FLOAT", "DOUBLE", "VORBIS", "OPUS", "MPEG_LAYER_III"}
+    for subtype in sorted(INTEGER_SUBTYPES & set(sf.available_subtypes("WAV"))):
+        path = tmp_path / f"{subtype}.wav"
+        sf.write(path, tone(440, SR, 0.5), SR, subtype=subtype)
+        y, info = load_audio(path)
+        assert info.codec == subtype and len(y) == SR // 2 and np.isfinite(y).all()
+
+
 def test_header_only_wav_is_empty(tmp_path):
     path = tmp_path / "header.wav"
     sf.write(path, np.zeros(0, np.float32), SR)
