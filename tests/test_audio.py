@@ -573,3 +573,28 @@ def test_unreadable_file_is_a_specific_error(open_folder):
         str(path))
     expected = "UnreadableFileError locked.wav: permission denied (the file cannot be read)"
     assert out.stdout.strip() == expected, out.stderr
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_reused_resampler_streams_give_what_fresh_ones_give(rng, rate):
+    """Resamplers take soxr streams from a pool (a fresh stream designs its filter again): a stream
+    that was used, finished and cleared gives the same samples as a new one, and two resamplers
+    running at once at the same rate never share a stream."""
+    import soxr
+
+    from edge.audio import ChunkResampler
+
+    x = rng.standard_normal(3 * rate).astype(np.float32)
+    fresh = soxr.ResampleStream(rate, 16000, 1, dtype="float32", quality="HQ")
+    want = np.concatenate([fresh.resample_chunk(x[:rate]), fresh.resample_chunk(x[rate:]),
+                           fresh.resample_chunk(np.zeros(0, np.float32), last=True)])
+    for _ in range(2):  # the second round reuses the streams the first gave back
+        a, b = ChunkResampler(16000), ChunkResampler(16000)
+        a_parts, b_parts = [], []
+        for lo in range(0, x.size, rate // 2):  # interleaved blocks
+            a_parts.append(a(x[lo : lo + rate // 2], rate))
+            b_parts.append(b(x[lo : lo + rate // 2], rate))
+        a_parts.append(a.finish())
+        b_parts.append(b.finish())
+        np.testing.assert_array_equal(np.concatenate(a_parts), want)
+        np.testing.assert_array_equal(np.concatenate(b_parts), want)
