@@ -1,3 +1,16 @@
-from .cli import main
+"""The ``gvd`` command's entry point, also run by ``python -m edge``."""
 
-main()
+from __future__ import annotations
+
+from . import startup
+
+
+def main() -> None:
+    startup.pause()  # before click and the command are imported (see edge.startup)
+    from .cli import main as run
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,7 @@ from importlib import import_module
 
 import click
 
-from . import __version__
+from . import __version__, startup
 from .errors import GvdError
 
 # name -> "module:attribute" of a click command; imported on first use.
@@ -24,6 +24,9 @@ RUNTIME_COMMANDS = {
     "models": "edge.commands:models",
     "serve": "edge.serve.app:serve",
 }
+# Commands that end start-up themselves (edge.startup.done) once their model is loaded; every other
+# command ends it as soon as it is chosen.
+LOADS_ITS_MODEL = {"predict", "listen"}
 
 
 # What ``gvd --help`` shows for each command, so that listing them imports none of them; a test
@@ -69,9 +72,12 @@ class _LazyGroup(click.Group):
         if target is None:
             return None
         try:
-            return _load(target)
+            command = _load(target)
         except ImportError as exc:
             return _unavailable(name, exc)
+        if name not in LOADS_ITS_MODEL:
+            startup.done()
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         targets = self._targets()
@@ -109,3 +115,5 @@ def main() -> None:
     except GvdError as exc:  # errors raised outside click's own handling
         click.echo(f"gvd: error: {exc}", err=True)
         sys.exit(2)
+    finally:
+        startup.done()  # a command that failed before it loaded its model
