@@ -87,3 +87,25 @@ def test_loco_holds_out_each_nonspeech_source_once_with_its_pieces():
     song = next(f for f in folds if any(r.speaker == "song" for r in f["nonspeech_test"]))
     assert sum(r.speaker == "song" for r in song["nonspeech_test"]) == 4
     assert {f["held_out"] for f in folds} == {"a", "b", "c"}  # non-speech never becomes a fold of its own
+
+
+def test_loco_clip_scores_are_written_one_row_per_clip(tmp_path):
+    """--loco keeps every held-out clip's score (the tables alone cannot answer calibration questions)."""
+    import csv
+
+    import numpy as np
+
+    from train.data import Recording
+    from train.evaluate import ClipScores
+    from train.train import write_loco_clips
+
+    recs = [Recording(Path(f"/d/{c}/{i}.flac"), label, f"s{i}", c)
+            for i, (c, label) in enumerate([("urdu", "male"), ("urdu", "female"), ("tess", "female")])]
+    urdu = ClipScores(recs[:2], np.array([0.7, np.nan]), np.array([0, 1]))
+    tess = ClipScores(recs[2:], np.array([0.9]), np.array([1]))
+    write_loco_clips(tmp_path / "loco_clips.csv", {"default": {"lstm": {"urdu": ({}, urdu, None),
+                                                                         "tess": ({}, tess, None)}}})
+    rows = list(csv.DictReader((tmp_path / "loco_clips.csv").open()))
+    assert [(r["held_out"], r["corpus"], r["label"], r["p_female"]) for r in rows] == [
+        ("urdu", "urdu", "male", "0.700000"), ("urdu", "urdu", "female", ""), ("tess", "tess", "female", "0.900000")]
+    assert {r["cell"] for r in rows} == {"lstm"} and rows[0]["speaker"] == "s0"

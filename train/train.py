@@ -654,7 +654,26 @@ def _run_all_loco(current: _Run, summary: dict) -> tuple[dict, dict]:
     md, table = loco_table({p: {c: {h: m for h, (m, _, _) in f.items()} for c, f in cells.items()}
                             for p, cells in loco.items()})
     summary["loco"] = table
+    if current.out_dir is not None:
+        write_loco_clips(current.out_dir / "loco_clips.csv", loco)
     return loco, {"markdown": md, "json": table}
+
+
+def write_loco_clips(path: Path, loco: dict) -> None:
+    """Every held-out clip's p_female (empty: no gender), one row per preset, cell and clip: the raw
+    material for calibration studies (thresholds, per-corpus shifts, ensembles), which the tables hide."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["preset", "cell", "held_out", "corpus", "speaker", "path", "label", "p_female"])
+        for preset_name, cells in loco.items():
+            for cell, folds in cells.items():
+                for held_out, (_, scores, _) in folds.items():
+                    for rec, p in zip(scores.recordings, scores.p_female, strict=True):
+                        writer.writerow([preset_name, cell, held_out, rec.corpus, rec.speaker, str(rec.path),
+                                         rec.label, "" if np.isnan(p) else f"{p:.6f}"])
 
 
 def _baseline_loco(current: _Run) -> dict:
