@@ -205,7 +205,8 @@ def main() -> int:
         save([Path(p) for p in args.files.read_text().splitlines()], args.save, args.model)
         return 0
     sys.path.insert(0, str(REPO))
-    files = sample_files(args.shared, args.per_corpus, args.seed)
+    # Absolute paths: the reference side runs in another folder (a checkout of --reference).
+    files = [f.resolve() for f in sample_files(args.shared, args.per_corpus, args.seed)]
     with tempfile.TemporaryDirectory(prefix="gvd-parity-") as scratch:
         files += format_variants(Path(scratch) / "formats")
         reference = args.reference_dir or args.keep or Path(scratch) / "reference"
