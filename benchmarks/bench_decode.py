@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from edge.audio import _to_float32  # the runtime's own integer-to-float scaling
+
 SAMPLES = Path(__file__).resolve().parent.parent / "models" / "samples"
 
 
@@ -32,9 +34,7 @@ def _sf(dtype: str) -> Callable[[str], np.ndarray]:
         with sf.SoundFile(path) as handle:
             out = np.empty((handle.frames, handle.channels), dtype)
             out = out[: len(handle.read(out=out))]
-        if out.dtype.kind == "i":  # x / 2^(bits-1) in one pass, exact (a power of two)
-            return np.multiply(out, np.float32(2.0 ** (1 - 8 * out.dtype.itemsize)), dtype=np.float32)
-        return out
+        return _to_float32(out)
     return read
 
 
@@ -47,7 +47,7 @@ def _pyav(path: str) -> np.ndarray:
     planar = frames[0].format.is_planar
     data = np.concatenate([frame.to_ndarray() for frame in frames], axis=1)
     data = data.T if planar else data.reshape(-1, channels)  # (channels, n) planar, (1, n*channels) packed
-    return np.multiply(data, np.float32(2.0 ** (1 - 8 * data.dtype.itemsize)), dtype=np.float32)
+    return _to_float32(data)
 
 
 def _drflac(kind: str) -> Callable[[str], np.ndarray] | None:
@@ -69,8 +69,7 @@ def _drflac(kind: str) -> Callable[[str], np.ndarray] | None:
                 count = lib.ma_dr_flac_read_pcm_frames_f32(flac, len(out), ffi.cast("float *", ffi.from_buffer(out)))
         finally:
             lib.ma_dr_flac_close(flac)
-        out = out[:count]
-        return np.multiply(out, np.float32(2.0**-15), dtype=np.float32) if kind == "s16" else out
+        return _to_float32(out[:count])
     return read
 
 
