@@ -101,7 +101,8 @@ def test_loco_clip_scores_are_written_one_row_per_clip(tmp_path):
 
     recs = [Recording(Path(f"/d/{c}/{i}.flac"), label, f"s{i}", c)
             for i, (c, label) in enumerate([("urdu", "male"), ("urdu", "female"), ("tess", "female")])]
-    urdu = ClipScores(recs[:2], np.array([0.7, np.nan]), np.array([0, 1]))
+    urdu = ClipScores(recs[:2], np.array([0.7, np.nan]), np.array([0, 1]), None,
+                      [np.array([0.9, 0.2]), np.array([0.1])])
     tess = ClipScores(recs[2:], np.array([0.9]), np.array([1]))
     write_loco_clips(tmp_path / "loco_clips.csv", {"default": {"lstm": {"urdu": ({}, urdu, None),
                                                                          "tess": ({}, tess, None)}}})
@@ -109,3 +110,5 @@ def test_loco_clip_scores_are_written_one_row_per_clip(tmp_path):
     assert [(r["held_out"], r["corpus"], r["label"], r["p_female"]) for r in rows] == [
         ("urdu", "urdu", "male", "0.700000"), ("urdu", "urdu", "female", ""), ("tess", "tess", "female", "0.900000")]
     assert {r["cell"] for r in rows} == {"lstm"} and rows[0]["speaker"] == "s0"
+    # Each window's p_speech, in time order; none recorded for the tess fold
+    assert [r["p_speech_windows"] for r in rows] == ["0.9000;0.2000", "0.1000", ""]

@@ -45,6 +45,8 @@ class ClipScores:
     p_female: np.ndarray  # NaN where the clip got no gender (no window held speech the model accepted)
     y: np.ndarray  # 1 female, 0 male, -1 non-speech
     heard: np.ndarray | None = None  # some window held enough speech for the model (else: silence)
+    # Per clip, p_speech of each window the model judged, in time order (empty: none; NaN: no output)
+    window_p_speech: list[np.ndarray] | None = None
 
     @property
     def has_speech(self) -> np.ndarray:
@@ -53,7 +55,8 @@ class ClipScores:
     def subset(self, mask: np.ndarray) -> ClipScores:
         idx = np.flatnonzero(mask)
         heard = None if self.heard is None else self.heard[idx]
-        return ClipScores([self.recordings[i] for i in idx], self.p_female[idx], self.y[idx], heard)
+        windows = None if self.window_p_speech is None else [self.window_p_speech[i] for i in idx]
+        return ClipScores([self.recordings[i] for i in idx], self.p_female[idx], self.y[idx], heard, windows)
 
 
 def clip_scores(recordings: Sequence[Recording], windows: Windows, p_female: np.ndarray, p_speech: np.ndarray,
@@ -68,13 +71,15 @@ def clip_scores(recordings: Sequence[Recording], windows: Windows, p_female: np.
     accepted = np.isnan(p_speech) | (p_speech >= SPEECH_THRESHOLD)
     p = np.full(len(indices), np.nan)
     heard = np.zeros(len(indices), dtype=bool)
+    window_p_speech = []
     for k, index in enumerate(indices):
         members = [i for i in by_rec.get(index, []) if accepted[i]]
         heard[k] = bool(by_rec.get(index))
+        window_p_speech.append(p_speech[by_rec.get(index, [])])
         if members:
             p[k] = aggregate(p_female[members], speech[members])
     recs = [recordings[i] for i in indices]
-    return ClipScores(recs, p, np.array([r.y for r in recs], dtype=np.int64), heard)
+    return ClipScores(recs, p, np.array([r.y for r in recs], dtype=np.int64), heard, window_p_speech)
 
 
 def equal_error(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:

@@ -660,20 +660,24 @@ def _run_all_loco(current: _Run, summary: dict) -> tuple[dict, dict]:
 
 
 def write_loco_clips(path: Path, loco: dict) -> None:
-    """Every held-out clip's p_female (empty: no gender), one row per preset, cell and clip: the raw
-    material for calibration studies (thresholds, per-corpus shifts, ensembles), which the tables hide."""
+    """Every held-out clip's p_female (empty: no gender) and the p_speech of each of its windows in time
+    order (``;``-separated), one row per preset, cell and clip: the raw material for calibration
+    studies (thresholds, per-corpus shifts, ensembles, clip-level speech rules), which the tables hide."""
     import csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["preset", "cell", "held_out", "corpus", "speaker", "path", "label", "p_female"])
+        writer.writerow(["preset", "cell", "held_out", "corpus", "speaker", "path", "label", "p_female",
+                         "p_speech_windows"])
         for preset_name, cells in loco.items():
             for cell, folds in cells.items():
                 for held_out, (_, scores, _) in folds.items():
-                    for rec, p in zip(scores.recordings, scores.p_female, strict=True):
+                    windows = scores.window_p_speech or [np.zeros(0)] * len(scores.recordings)
+                    for rec, p, ps in zip(scores.recordings, scores.p_female, windows, strict=True):
                         writer.writerow([preset_name, cell, held_out, rec.corpus, rec.speaker, str(rec.path),
-                                         rec.label, "" if np.isnan(p) else f"{p:.6f}"])
+                                         rec.label, "" if np.isnan(p) else f"{p:.6f}",
+                                         ";".join("" if np.isnan(v) else f"{v:.4f}" for v in ps)])
 
 
 def _baseline_loco(current: _Run) -> dict:
