@@ -6,9 +6,12 @@ clips lost to ``no_speech``, and for non-speech folders the share correctly reje
 the shipped file, not a training-time estimate. Note that the shipped models were trained on most of
 these speakers: the unseen-speaker and unseen-corpus figures come from training (speaker-disjoint
 test split and leave-one-corpus-out); this script checks the runtime end to end and the non-speech
-clips, which no shipped model was trained on.
+clips. ``--nonspeech`` may be given once per folder; each is reported on its own. Music no shipped
+model ever heard (training keeps these packages out, ``train.nonspeech.HELD_OUT_PACKAGES``):
 
     python benchmarks/accuracy.py --data ../shared/data --nonspeech ../shared/nonspeech --models rnn,gru
+    python benchmarks/accuracy.py --nonspeech /usr/share/games/wesnoth/1.16/data/core/music \
+        --nonspeech /usr/share/planetblupi/music --models lstm,gru,rnn
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ class Item:
     label: str  # female | male | nonspeech
 
 
+NONSPEECH = "nonspeech"
+
+
 @dataclass(frozen=True)
 class Outcome:
     item: Item
@@ -41,15 +47,15 @@ class Outcome:
     error: str | None = None
 
 
-def _items(data: Path | None, nonspeech: Path | None) -> list[Item]:
+def _items(data: Path | None, nonspeech: list[Path]) -> list[Item]:
     from train.data import load_corpora
 
     items: list[Item] = []
     if data is not None:
         recordings, _ = load_corpora([data])
         items += [Item(str(r.path), r.corpus, r.label) for r in recordings]
-    if nonspeech is not None:
-        items += [Item(str(p), "nonspeech", "nonspeech") for p in list_audio_files(nonspeech)]
+    for folder in nonspeech:
+        items += [Item(str(p), str(folder), NONSPEECH) for p in list_audio_files(folder)]
     return items
 
 
@@ -82,19 +88,20 @@ class CorpusRow:
     errors: int
 
 
-def summarise(outcomes: list[Outcome]) -> tuple[list[CorpusRow], dict]:
+def summarise(outcomes: list[Outcome]) -> tuple[list[CorpusRow], dict[str, dict]]:
+    """Rows of the speech corpora, worst first, and per non-speech folder what it rejected."""
     by_corpus: dict[str, list[Outcome]] = defaultdict(list)
     for outcome in outcomes:
         by_corpus[outcome.item.corpus].append(outcome)
     rows = []
     nonspeech = {}
     for corpus, group in sorted(by_corpus.items()):
-        if corpus == "nonspeech":
+        if group[0].item.label == NONSPEECH:
             rejected = [o for o in group if o.label == "no_speech"]
             gendered = [o for o in group if o.label in ("female", "male")]
-            nonspeech = {"clips": len(group), "rejected": len(rejected),
-                         "given_a_gender": sorted(Path(o.item.path).name for o in gendered),
-                         "errors": sorted(Path(o.item.path).name for o in group if o.label == "error")}
+            nonspeech[corpus] = {"clips": len(group), "rejected": len(rejected),
+                                 "given_a_gender": sorted(Path(o.item.path).name for o in gendered),
+                                 "errors": sorted(Path(o.item.path).name for o in group if o.label == "error")}
             continue
         recalls = {}
         for sex in ("female", "male"):
@@ -109,28 +116,30 @@ def summarise(outcomes: list[Outcome]) -> tuple[list[CorpusRow], dict]:
     return rows, nonspeech
 
 
-def markdown(model: str, rows: list[CorpusRow], nonspeech: dict) -> str:
+def markdown(model: str, rows: list[CorpusRow], nonspeech: dict[str, dict]) -> str:
     pct = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
-    lines = [f"### {model}", "",
-             "| corpus | clips | balanced acc. | female recall | male recall | no_speech | errors |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"### {model}", ""]
+    if rows:
+        lines += ["| corpus | clips | balanced acc. | female recall | male recall | no_speech | errors |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r.corpus} | {r.clips} | {pct(r.balanced_accuracy)} | {pct(r.recall_female)} | "
               f"{pct(r.recall_male)} | {pct(r.no_speech_rate)} | {r.errors} |" for r in rows]
-    if nonspeech:
-        lines += ["", f"Non-speech: {nonspeech['rejected']} of {nonspeech['clips']} clips give no_speech; "
-                      f"given a gender: {', '.join(nonspeech['given_a_gender']) or 'none'}"]
+    for folder, found in nonspeech.items():
+        lines += ["", f"Non-speech `{folder}`: {found['rejected']} of {found['clips']} clips give no_speech; "
+                      f"given a gender: {', '.join(found['given_a_gender']) or 'none'}"]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, help="root of labelled corpora (e.g. ../shared/data)")
-    parser.add_argument("--nonspeech", type=Path, help="folder of non-speech clips (e.g. ../shared/nonspeech)")
+    parser.add_argument("--nonspeech", type=Path, action="append", default=[],
+                        help="folder of non-speech clips (e.g. ../shared/nonspeech); repeatable")
     parser.add_argument("--models", default="rnn", help="comma-separated shipped model names or .onnx paths")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    if args.data is None and args.nonspeech is None:
+    if args.data is None and not args.nonspeech:
         parser.error("give --data and/or --nonspeech")
     items = _items(args.data, args.nonspeech)
     report = {}

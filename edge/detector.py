@@ -9,7 +9,7 @@ model's time axis is dynamic, but padding would change a recurrent model's answe
 
 Models with a ``p_speech`` output also judge whether a window is speech at all: windows it rejects
 (music, animals, alarms that passed the cheap detector) get no gender, and a clip whose windows are
-all rejected is ``no_speech`` with reason ``not_speech``.
+all rejected, or all but a few (:mod:`edge.decision`), is ``no_speech`` with reason ``not_speech``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 
 from . import model as _model
 from .audio import iter_mono, prepare_array, sniff_suffix
+from .decision import enough_speech
 from .errors import ModelError
 from .metadata import ModelMetadata
 from .pipeline import LABELS, SPEECH_THRESHOLD, STAGES, FrameCursor, SpeechUnion, WindowInput, aggregate, decide
@@ -214,6 +215,9 @@ class Detector:
                 started: float, path: str | None, warnings: list[str]) -> Prediction:
         segments = timeline.segments
         speech = [s for s in segments if s.p_female is not None]
+        judged = sum(1 for s in segments if s.p_female is not None or s.p_speech is not None)
+        if not enough_speech(len(speech), judged):
+            speech = []  # the model's odd false alarms on music (edge.decision)
         p_female = (aggregate(np.array([s.p_female for s in speech]), np.array([s.speech_seconds for s in speech]))
                     if speech else None)
         label, confidence = decide(p_female, self.threshold)

@@ -4,11 +4,13 @@ Audio is resampled on the fly (soxr streaming, so chunk boundaries leave no clic
 of the last ``window_seconds``, and every ``hop_seconds`` of new audio the buffered window goes
 through the same :func:`edge.pipeline.window_input` as files and training. The probabilities of the
 last few windows with speech are averaged (weighted by their speech) so that one odd window does not
-flip the label. A window with less than ``min_speech_seconds`` of speech (1 s by default, stricter
-than for whole files because a live label must not start with a guess) means ``no_speech`` and
-forgets the history, so the next speaker starts from a clean slate. On the bundled two-speaker clip
-the label follows the change from the woman to the man 1.3 s (rnn, lstm) to 1.8 s (gru) after he
-starts speaking (hop 0.5 s, smoothing 3).
+flip the label. A window the speech output accepts counts only if enough of the recent judged windows
+were accepted too (:mod:`edge.decision`): music's occasional false alarm gets no gender. A window
+with less than ``min_speech_seconds`` of speech (1 s by default, stricter than for whole files
+because a live label must not start with a guess) means ``no_speech`` and forgets the history, so
+the next speaker starts from a clean slate. On the bundled two-speaker clip the label follows the
+change from the woman to the man 1.3 s (rnn, lstm) to 1.8 s (gru) after he starts speaking (hop
+0.5 s, smoothing 3).
 
 Events: a ``decision`` whenever the label (female / male / no_speech) changes, and an ``update`` at
 least every ``update_seconds`` of audio so that a display can show the live probability.
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audio import ChunkResampler, _downmix, _to_float32
+from .decision import RecentShare
 from .errors import InvalidSamplesError
 from .pipeline import SPEECH_THRESHOLD, FrameCursor, WindowInput, decide
 
@@ -81,6 +84,7 @@ class StreamingDetector:
         self._cursor = FrameCursor(self.settings, step_frames=self.settings.frames_in(self.hop_seconds),
                                    window_frames=self.settings.frames_in(self.window_seconds), grow=True)
         self._history: deque[tuple[float, float]] = deque(maxlen=self.smoothing)
+        self._share = RecentShare(self.hop_seconds)
         self._label: str | None = None
         self._last_event_time = 0.0
         self.windows = 0
@@ -129,8 +133,11 @@ class StreamingDetector:
         if window.features is not None and window.speech_seconds >= self.min_speech_seconds - 1e-9:
             p_female, p_speech_all = self.detector.infer([window.features])
             p_speech = None if np.isnan(p_speech_all[0]) else float(p_speech_all[0])
-            if p_speech is None or p_speech >= SPEECH_THRESHOLD:
+            accepted = p_speech is None or p_speech >= SPEECH_THRESHOLD
+            if self._share.add(accepted):
                 p_window = float(p_female[0])
+        else:
+            self._share.clear()  # silence: the next sound is judged afresh
         if p_window is None:
             self._history.clear()  # the next voice starts from a clean slate
         else:

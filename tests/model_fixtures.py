@@ -90,15 +90,18 @@ def make_model(path: Path, metadata: ModelMetadata | None = None, hidden: int = 
     return _save(graph, path, metadata if with_metadata else None)
 
 
-def make_pitch_model(path: Path, metadata: ModelMetadata | None = None, gain: float = 10.0) -> Path:
+def make_pitch_model(path: Path, metadata: ModelMetadata | None = None, gain: float = 10.0,
+                     speech_from_pitch: bool = False) -> Path:
     """A model that calls a voice female from its pitch alone: sigmoid(gain * mean log2(F0 / 150 Hz)).
 
     The pitch column (the first after the cepstra) is 0 on unvoiced frames, so a 220 Hz voice gives
     p_female near 1 and a 110 Hz voice near 0: a test knows the right answer without a trained model.
+    With ``speech_from_pitch`` its p_speech output is the same number: high voices are accepted as
+    speech, low ones rejected (a stand-in for a sound the speech output mostly rejects).
     """
     from onnx import TensorProto, helper, numpy_helper
 
-    metadata = metadata or test_metadata()
+    metadata = metadata or test_metadata(speech_output=speech_from_pitch)
     settings = metadata.feature_settings
     if not settings.pitch:
         raise ValueError("the pitch model needs settings with pitch columns")
@@ -112,10 +115,14 @@ def make_pitch_model(path: Path, metadata: ModelMetadata | None = None, gain: fl
         helper.make_node("Mul", ["mean_log_f0", "gain"], ["logit"]),
         helper.make_node("Sigmoid", ["logit"], [OUTPUT_NAME]),
     ]
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1])]
+    if speech_from_pitch:
+        nodes.append(helper.make_node("Identity", [OUTPUT_NAME], [SPEECH_OUTPUT_NAME]))
+        outputs.append(helper.make_tensor_value_info(SPEECH_OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1]))
     graph = helper.make_graph(
         nodes, "gvd_test_pitch",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", "time", settings.n_features])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1])], initializers,
+        outputs, initializers,
     )
     return _save(graph, path, metadata)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.decision import enough_speech
 from edge.pipeline import SPEECH_THRESHOLD, aggregate
 
 from .data import Recording
@@ -62,7 +63,8 @@ class ClipScores:
 def clip_scores(recordings: Sequence[Recording], windows: Windows, p_female: np.ndarray, p_speech: np.ndarray,
                 indices: Sequence[int]) -> ClipScores:
     """Aggregate clean (variant 0) windows per recording as the runtime does: windows the speech
-    output rejects get no vote, the rest are averaged weighted by their speech."""
+    output rejects get no vote, the rest are averaged weighted by their speech, and a clip with too
+    few accepted windows (:func:`edge.decision.enough_speech`) gets no gender."""
     by_rec: dict[int, list[int]] = defaultdict(list)
     for i, (rec, variant) in enumerate(zip(windows.recording, windows.variant, strict=True)):
         if variant == 0:
@@ -75,6 +77,8 @@ def clip_scores(recordings: Sequence[Recording], windows: Windows, p_female: np.
     for k, index in enumerate(indices):
         members = [i for i in by_rec.get(index, []) if accepted[i]]
         heard[k] = bool(by_rec.get(index))
+        if not enough_speech(len(members), len(by_rec.get(index, []))):
+            members = []
         window_p_speech.append(p_speech[by_rec.get(index, [])])
         if members:
             p[k] = aggregate(p_female[members], speech[members])
