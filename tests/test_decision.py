@@ -7,6 +7,7 @@ import pytest
 
 from edge import Detector
 from edge.decision import MIN_SPEECH_SHARE, STREAM_SHARE_SECONDS, RecentShare, enough_speech
+
 from model_fixtures import make_pitch_model
 from signals import voice
 

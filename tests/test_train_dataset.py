@@ -12,7 +12,7 @@ from edge.pipeline import window_inputs
 from edge.settings import FeatureSettings
 from train.augment import AugmentConfig
 from train.config import apply_overrides, preset
-from train.data import load_corpora
+from train.data import Recording, load_corpora
 from train.dataset import cache_key, extract
 from train.train import BatchMaker, TrainSet
 
@@ -120,3 +120,19 @@ def test_spec_augment_masks_zero_spans_only_when_asked(tmp_path, rng):
 
     assert zero_columns(plain) == 0
     assert zero_columns(masked) > 0
+
+
+def test_flat_envelopes_are_never_the_same_audio_and_raise_no_warning():
+    import warnings
+
+    from train.dataset import find_same_audio
+
+    recs = [Recording(Path(f"/d/c/{i}.flac"), "nonspeech", f"s{i}", "c") for i in range(3)]
+    rng = np.random.default_rng(0)
+    shaped = rng.normal(size=200)
+    envelopes = {0: np.zeros(200), 1: np.zeros(200), 2: shaped}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert find_same_audio(recs, envelopes) == []
+    envelopes[1] = shaped + 0.01 * rng.normal(size=200)
+    assert find_same_audio(recs, envelopes) == [(recs[1].key, recs[2].key)]

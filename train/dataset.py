@@ -283,6 +283,13 @@ def _compute(tasks: list[tuple], collected: _Collected, workers: int, progress: 
     bar.close()
 
 
+def _correlation(x: np.ndarray, z: np.ndarray) -> float:
+    """Pearson correlation; -1 where either side is flat (a steady tone has no shape to match)."""
+    if np.ptp(x) == 0 or np.ptp(z) == 0:
+        return -1.0
+    return float(np.corrcoef(x, z)[0, 1])
+
+
 def find_same_audio(recordings: Sequence[Recording], envelopes: dict[int, np.ndarray],
                     threshold: float = 0.97, max_shift: int = 4) -> list[tuple[str, str]]:
     """Pairs of recordings (same corpus) whose loudness envelopes match: one recording in two files.
@@ -305,7 +312,7 @@ def find_same_audio(recordings: Sequence[Recording], envelopes: dict[int, np.nda
                 n = min(x.size, z.size)
                 if n < 50:
                     continue
-                best = max(best, float(np.corrcoef(x[:n], z[:n])[0, 1]))
+                best = max(best, _correlation(x[:n], z[:n]))
             if best >= threshold:
                 pairs.append((recordings[ia].key, recordings[ib].key))
     return pairs
