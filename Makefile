@@ -56,8 +56,7 @@ typecheck: $(DEV_VENV)/.installed
 # The list is the packages of train/nonspeech.py's DEBIAN_SOURCES (a test keeps the two equal).
 NONSPEECH_PACKAGES := hyperrogue-music fb-music-high heroes-sound-effects heroes-sound-tracks \
 	colobot-common-sounds hydrogen-drumkits deepin-sound-theme lomiri-sounds lincity-ng-data warzone2100-music \
-	extremetuxracer-data torus-trooper-data pingus-data tuxpaint-stamps-default \
-	oxygen-sounds psi-plus-sounds eiskaltdcpp-sounds sound-icons singularity-music
+	extremetuxracer-data torus-trooper-data pingus-data tuxpaint-stamps-default
 
 # Rebuild the shipped models from ../shared/data and ../shared/nonspeech: features ~17 min (cold cache),
 # the three models ~6 min, leave-one-corpus-out 11 folds x 3 cells ~45 min on 2 cores (measured 2026-12-01).

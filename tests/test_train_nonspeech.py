@@ -46,18 +46,3 @@ def test_held_out_nonspeech_adds_up_over_folds():
     assert loco_summary(folds)["loco_nonspeech"] == total
     assert heldout_nonspeech({"c": folds["c"]}) is None
 
-
-def test_a_source_takes_only_the_files_its_pattern_names(tmp_path):
-    """Packages that share a folder (/usr/share/sounds) are told apart by file name."""
-    import numpy as np
-    import soundfile as sf
-
-    from train.nonspeech import NonspeechConfig, collect_excerpts
-
-    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
-    (tmp_path / "src" / "other").mkdir(parents=True)
-    for name in ("Oxygen-Bell.wav", "other/Theirs.wav"):
-        sf.write(tmp_path / "src" / name, tone, 16000)
-    written = collect_excerpts(tmp_path / "src", tmp_path / "out", NonspeechConfig(), pattern="Oxygen-*")
-    assert written == 1
-    assert [p.name.split("_", 1)[1] for p in (tmp_path / "out").glob("*.flac")] == ["Oxygen-Bell_0.flac"]

@@ -32,7 +32,6 @@ class Source:
     folder: str
     package: str
     excerpts: int = 3  # long music tracks give more (see MUSIC_EXCERPTS)
-    pattern: str = "*"  # file names to take, at any depth (a folder shared with other packages needs one)
 
 
 MUSIC_EXCERPTS = 8
@@ -63,13 +62,6 @@ DEBIAN_SOURCES = {
     "tuxpaint-hobbies": Source("/usr/share/tuxpaint/stamps/hobbies", "tuxpaint-stamps-default"),
     "tuxpaint-vehicles": Source("/usr/share/tuxpaint/stamps/vehicles", "tuxpaint-stamps-default"),
     "tuxpaint-naturalforces": Source("/usr/share/tuxpaint/stamps/naturalforces", "tuxpaint-stamps-default"),
-    # Desktop, chat and notification sounds (chimes, alerts, rings: what the independent evaluation's
-    # system sounds and alarms are like), and calm electronic game music.
-    "oxygen-sounds": Source("/usr/share/sounds", "oxygen-sounds", pattern="Oxygen-*"),
-    "psi-plus-sounds": Source("/usr/share/psi-plus/sound", "psi-plus-sounds"),
-    "eiskaltdcpp-sounds": Source("/usr/share/eiskaltdcpp/sounds", "eiskaltdcpp-sounds"),
-    "sound-icons": Source("/usr/share/sounds/sound-icons", "sound-icons"),  # its spoken words have no suffix
-    "singularity-music": Source("/usr/share/games/singularity/music", "singularity-music", MUSIC_EXCERPTS),
 }
 # The packages to install (the Makefile's list; a test keeps the two equal).
 DEBIAN_PACKAGES = tuple(dict.fromkeys(source.package for source in DEBIAN_SOURCES.values()))
@@ -102,20 +94,18 @@ def _write(path: Path, y: np.ndarray) -> None:
     sf.write(path, y.astype(np.float32), RATE, format="FLAC", subtype="PCM_16")
 
 
-def _audio_files(folder: Path, pattern: str = "*") -> list[Path]:
-    """Audio files under ``folder`` whose names match ``pattern``, spoken ones left out."""
-    return sorted(p for p in folder.rglob(pattern)
+def _audio_files(folder: Path) -> list[Path]:
+    """Audio files under ``folder``, spoken ones left out."""
+    return sorted(p for p in folder.rglob("*")
                   if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file() and not SPOKEN_FILE.search(p.stem))
 
 
-def collect_excerpts(source: Path, out: Path, config: NonspeechConfig, excerpts: int | None = None,
-                     pattern: str = "*") -> int:
-    """Excerpts of every audio file under ``source`` (names matching ``pattern``) into ``out``; returns
-    how many were written."""
+def collect_excerpts(source: Path, out: Path, config: NonspeechConfig, excerpts: int | None = None) -> int:
+    """Excerpts of every audio file under ``source`` into ``out``; returns how many were written."""
     from edge.audio import load_audio
     from edge.errors import AudioError
 
-    files = _audio_files(source, pattern)
+    files = _audio_files(source)
     per_file = excerpts or config.excerpts_per_file
     written = 0
     n = int(config.seconds * RATE)
@@ -262,7 +252,7 @@ def prepare(cache: Path, sources: dict[str, Source] | None = None, config: Nonsp
         if not Path(source.folder).is_dir():
             continue
         out = cache / name
-        collect_excerpts(Path(source.folder), out, config, source.excerpts, source.pattern)
+        collect_excerpts(Path(source.folder), out, config, source.excerpts)
         recordings += _listing(out, f"nonspeech_{name}")
     synthesize(cache / "synthetic", config)
     recordings += _listing(cache / "synthetic", "nonspeech_synthetic")
