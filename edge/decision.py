@@ -1,20 +1,19 @@
 """Whether a clip or a stream heard speech, from the model's verdict on each window.
 
-The speech output judges every window that held enough voiced sound. On long music it is right
-most of the time and wrong now and then: on whole unseen music tracks the shipped lstm accepted
-1-18 % of the windows, and one accepted window was enough to give a four-minute track a gender
-(39 of 67 tracks; speech clips have most of their windows accepted). So a clip is speech only when
-at least ``MIN_SPEECH_SHARE`` of its judged windows were accepted; a stream applies the same share
-to its most recent judged windows. Silence is never judged, so pauses do not count against speech.
+The speech output judges every window that held enough voiced sound. On music it is right most of
+the time and wrong now and then, and one accepted window used to be enough to give a four-minute
+track a gender. So a clip is speech only when at least ``MIN_SPEECH_SHARE`` of its judged windows
+were accepted; a stream applies the same share to its judged windows of the last
+``STREAM_SHARE_SECONDS``. Silence is never judged, so pauses do not count against speech.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-# A clip whose judged windows the model accepted less often than this is not speech: measured on
-# 67 unseen music tracks (39 gendered with any accepted window, 0 with this share) and 4,301 clips
-# of the shared speech corpora (not one more lost).
+# Measured 2026-12-01 with the shipped lstm on 67 whole music tracks it never trained on: 39 got a
+# gender from any accepted window, none with this share; in leave-one-corpus-out, no held-out speech
+# clip more was lost on any of the 17 corpora (docs/accuracy.md, fourth round).
 MIN_SPEECH_SHARE = 0.2
 # Audio a stream looks back over. Its windows overlap more than a file's (a 0.5 s hop against 1 s),
 # so one false alarm spans several of them: the share is taken over 10 s.
