@@ -11,7 +11,10 @@ model ever heard (training keeps these packages out, ``train.nonspeech.HELD_OUT_
 
     python benchmarks/accuracy.py --data ../shared/data --nonspeech ../shared/nonspeech --models rnn,gru
     python benchmarks/accuracy.py --nonspeech /usr/share/games/wesnoth/1.16/data/core/music \
-        --nonspeech /usr/share/planetblupi/music --models lstm,gru,rnn
+        --nonspeech /usr/share/planetblupi/music --models lstm,gru,rnn [--excerpt 10 --every 30]
+
+``--excerpt S --every E`` judges S-second excerpts taken every E seconds of each non-speech file
+instead of whole files (what a kiosk hears is seconds of a song, not the song).
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ import sys
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 from edge.files import list_audio_files
 
@@ -34,6 +40,12 @@ class Item:
     path: str
     corpus: str
     label: str  # female | male | nonspeech
+    start: float = 0.0  # an excerpt: seconds from the start of the file, and its length (0: all of it)
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name + (f"@{self.start:g}s" if self.seconds else "")
 
 
 NONSPEECH = "nonspeech"
@@ -47,7 +59,7 @@ class Outcome:
     error: str | None = None
 
 
-def _items(data: Path | None, nonspeech: list[Path]) -> list[Item]:
+def _items(data: Path | None, nonspeech: list[Path], excerpt: float = 0.0, every: float = 0.0) -> list[Item]:
     from train.data import load_corpora
 
     items: list[Item] = []
@@ -55,8 +67,27 @@ def _items(data: Path | None, nonspeech: list[Path]) -> list[Item]:
         recordings, _ = load_corpora([data])
         items += [Item(str(r.path), r.corpus, r.label) for r in recordings]
     for folder in nonspeech:
-        items += [Item(str(p), str(folder), NONSPEECH) for p in list_audio_files(folder)]
+        for path in list_audio_files(folder):
+            if not excerpt:
+                items.append(Item(str(path), str(folder), NONSPEECH))
+                continue
+            duration = _duration(path)
+            starts = [k * every for k in range(int(max(0.0, duration - excerpt) // every) + 1)]
+            items += [Item(str(path), str(folder), NONSPEECH, start, excerpt) for start in starts
+                      if min(excerpt, duration - start) >= 1.0]
     return items
+
+
+def _duration(path: Path) -> float:
+    return _decoded(str(path)).size / 16000  # decoded: a header's length can be missing or wrong
+
+
+@lru_cache(maxsize=1)
+def _decoded(path: str) -> np.ndarray:
+    """The last file decoded (16 kHz mono): a worker takes consecutive excerpts of one file."""
+    from edge.audio import load_audio
+
+    return load_audio(path)[0]
 
 
 def _init(model: str) -> None:
@@ -71,7 +102,13 @@ def _run(item: Item) -> Outcome:
 
     assert _detector is not None
     try:
-        result = _detector.predict(item.path)
+        if item.seconds:
+            samples = _decoded(item.path)
+            rate = _detector.settings.sample_rate
+            cut = samples[int(item.start * rate) : int((item.start + item.seconds) * rate)]
+            result = _detector.predict(cut, sample_rate=rate)
+        else:
+            result = _detector.predict(item.path)
     except GvdError as exc:
         return Outcome(item, "error", None, str(exc))
     return Outcome(item, result.label, result.reason)
@@ -100,8 +137,8 @@ def summarise(outcomes: list[Outcome]) -> tuple[list[CorpusRow], dict[str, dict]
             rejected = [o for o in group if o.label == "no_speech"]
             gendered = [o for o in group if o.label in ("female", "male")]
             nonspeech[corpus] = {"clips": len(group), "rejected": len(rejected),
-                                 "given_a_gender": sorted(Path(o.item.path).name for o in gendered),
-                                 "errors": sorted(Path(o.item.path).name for o in group if o.label == "error")}
+                                 "given_a_gender": sorted(o.item.name for o in gendered),
+                                 "errors": sorted(o.item.name for o in group if o.label == "error")}
             continue
         recalls = {}
         for sex in ("female", "male"):
@@ -136,12 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nonspeech", type=Path, action="append", default=[],
                         help="folder of non-speech clips (e.g. ../shared/nonspeech); repeatable")
     parser.add_argument("--models", default="rnn", help="comma-separated shipped model names or .onnx paths")
+    parser.add_argument("--excerpt", type=float, default=0.0,
+                        help="judge excerpts of this many seconds of each non-speech file")
+    parser.add_argument("--every", type=float, default=30.0, help="seconds between excerpts (with --excerpt)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if args.data is None and not args.nonspeech:
         parser.error("give --data and/or --nonspeech")
-    items = _items(args.data, args.nonspeech)
+    items = _items(args.data, args.nonspeech, args.excerpt, args.every)
     report = {}
     for model in args.models.split(","):
         with ProcessPoolExecutor(max_workers=args.jobs, initializer=_init, initargs=(model,)) as pool:
