@@ -8,8 +8,9 @@ onnxruntime calls as possible: windows whose inputs have the same number of fram
 model's time axis is dynamic, but padding would change a recurrent model's answer).
 
 Models with a ``p_speech`` output also judge whether a window is speech at all: windows it rejects
-(music, animals, alarms that passed the cheap detector) get no gender, and a clip whose windows are
-all rejected, or all but a few (:mod:`edge.decision`), is ``no_speech`` with reason ``not_speech``.
+(music, animals, alarms that passed the cheap detector) get no gender, and a clip in which it accepted
+none of the windows, or under a fifth of them (:mod:`edge.decision`), is ``no_speech`` with reason
+``not_speech``.
 """
 
 from __future__ import annotations
