@@ -45,4 +45,3 @@ def test_held_out_nonspeech_adds_up_over_folds():
     assert total == {"clips": 10, "rejected": 8, "rejected_share": 0.8, "given_gender": ["x", "y"]}
     assert loco_summary(folds)["loco_nonspeech"] == total
     assert heldout_nonspeech({"c": folds["c"]}) is None
-

@@ -75,11 +75,12 @@ def clip_scores(recordings: Sequence[Recording], windows: Windows, p_female: np.
     heard = np.zeros(len(indices), dtype=bool)
     window_p_speech = []
     for k, index in enumerate(indices):
-        members = [i for i in by_rec.get(index, []) if accepted[i]]
-        heard[k] = bool(by_rec.get(index))
-        if not enough_speech(len(members), len(by_rec.get(index, []))):
+        judged = by_rec.get(index, [])
+        members = [i for i in judged if accepted[i]]
+        heard[k] = bool(judged)
+        if not enough_speech(len(members), len(judged)):
             members = []
-        window_p_speech.append(p_speech[by_rec.get(index, [])])
+        window_p_speech.append(p_speech[judged])
         if members:
             p[k] = aggregate(p_female[members], speech[members])
     recs = [recordings[i] for i in indices]
