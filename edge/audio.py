@@ -149,10 +149,10 @@ class _SoxrPool:
 
         return soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
 
-    def give_back(self, stream: Any, key: tuple[int, int, str]) -> None:
+    def give_back(self, stream: Any, in_rate: int, out_rate: int, quality: str) -> None:
         stream.clear()
         with self._lock:
-            idle = self._idle.setdefault(key, [])
+            idle = self._idle.setdefault((in_rate, out_rate, quality), [])
             if len(idle) < self.keep:
                 idle.append(stream)
 
@@ -189,7 +189,7 @@ class ChunkResampler:
         out = np.zeros(0, dtype=np.float32)
         if self._stream is not None and self.in_rate is not None:
             out = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-            _SOXR.give_back(self._stream, (self.in_rate, self.out_rate, self.quality))
+            _SOXR.give_back(self._stream, self.in_rate, self.out_rate, self.quality)
         self._stream = None
         self.in_rate = None
         return out

@@ -27,10 +27,10 @@ import numpy as np
 
 from . import model as _model
 from .audio import iter_mono, prepare_array, sniff_suffix
-from .decision import enough_speech
+from .decision import accepted_as_speech, enough_speech
 from .errors import ModelError
 from .metadata import ModelMetadata
-from .pipeline import LABELS, SPEECH_THRESHOLD, STAGES, FrameCursor, SpeechUnion, WindowInput, aggregate, decide
+from .pipeline import LABELS, STAGES, FrameCursor, SpeechUnion, WindowInput, aggregate, decide
 from .settings import FeatureSettings
 
 # Run the model once this many speech windows are waiting, so that long files stay in bounded memory.
@@ -106,9 +106,8 @@ class _Timeline:
         tick = time.perf_counter()
         p_female, p_speech = self.detector.infer([f for _, f in self._pending])
         self.timings["inference"] += time.perf_counter() - tick
-        for i, pf, ps in zip(indices, p_female, p_speech, strict=True):
+        for i, pf, ps, is_speech in zip(indices, p_female, p_speech, accepted_as_speech(p_speech), strict=True):
             s = self.segments[i]
-            is_speech = np.isnan(ps) or ps >= SPEECH_THRESHOLD
             self.segments[i] = Segment(s.start, s.end, float(pf) if is_speech else None, s.speech_seconds,
                                        None if np.isnan(ps) else float(ps))
         self._pending = []

@@ -300,7 +300,8 @@ def _analysis(settings: FeatureSettings) -> _Analysis:
     # the lowest noise voicing and the fewest octave errors of the bands and tilts tried).
     band_bins = (freqs[:pitch_bins] >= lo) & (freqs[:pitch_bins] <= hi)
     pitch_mask = band_bins * np.sqrt(2.0 - 2.0 * np.cos(2 * np.pi * freqs[:pitch_bins] / rate))
-    acf_bins = slice(int(np.flatnonzero(band_bins)[0]), int(np.flatnonzero(band_bins)[-1]) + 1)
+    in_band = np.flatnonzero(band_bins)
+    acf_bins = slice(int(in_band[0]), int(in_band[-1]) + 1)
     # The autocorrelation of a band below rate/4 needs only half the lags: the grid of an inverse
     # FFT of n_fft // 2 points, whose value at lag L is (2 / half) * sum_k power_k cos(2 pi k L / half)
     # (no DC or Nyquist bin in the band). Only ~100 lags are read, so that sum as one matrix product

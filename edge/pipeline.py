@@ -23,8 +23,6 @@ from .vad import speech_mask
 LABELS = ("female", "male", "no_speech")
 # Why a clip or window got no gender.
 NO_SPEECH_REASONS = ("too_short", "silence", "not_speech")
-# A window whose p_speech is below this is not speech (music, animals, alarms).
-SPEECH_THRESHOLD = 0.5
 # Stages of the runtime's per-clip timings, in order.
 STAGES = ("decode", "resample", "frames", "speech", "inference")
 

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audio import ChunkResampler, _downmix, _to_float32
-from .decision import RecentShare
+from .decision import RecentShare, accepted_as_speech
 from .errors import InvalidSamplesError
-from .pipeline import SPEECH_THRESHOLD, FrameCursor, WindowInput, decide
+from .pipeline import FrameCursor, WindowInput, decide
 
 if TYPE_CHECKING:  # pragma: no cover
     from .detector import Detector
@@ -133,8 +133,7 @@ class StreamingDetector:
         if window.features is not None and window.speech_seconds >= self.min_speech_seconds - 1e-9:
             p_female, p_speech_all = self.detector.infer([window.features])
             p_speech = None if np.isnan(p_speech_all[0]) else float(p_speech_all[0])
-            accepted = p_speech is None or p_speech >= SPEECH_THRESHOLD
-            if self._share.add(accepted):
+            if self._share.add(bool(accepted_as_speech(p_speech_all)[0])):
                 p_window = float(p_female[0])
         else:
             self._share.clear()  # silence: the next sound is judged afresh

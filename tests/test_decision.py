@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from edge import Detector
-from edge.decision import MIN_SPEECH_SHARE, STREAM_SHARE_SECONDS, RecentShare, enough_speech
+from edge.decision import (
+    MIN_SPEECH_SHARE,
+    SPEECH_THRESHOLD,
+    STREAM_SHARE_SECONDS,
+    RecentShare,
+    accepted_as_speech,
+    enough_speech,
+)
 
 from model_fixtures import make_pitch_model
 from signals import voice
@@ -18,6 +25,11 @@ RATE = 16000
 def picky(tmp_path_factory) -> Detector:
     """p_female and p_speech both from pitch: a 220 Hz voice is accepted (and female), 110 Hz rejected."""
     return Detector(make_pitch_model(tmp_path_factory.mktemp("model") / "picky.onnx", speech_from_pitch=True))
+
+
+def test_a_window_is_speech_from_the_threshold_on_and_without_a_speech_output():
+    p_speech = np.array([0.0, SPEECH_THRESHOLD - 1e-6, SPEECH_THRESHOLD, 0.99, np.nan])
+    assert accepted_as_speech(p_speech).tolist() == [False, False, True, True, True]
 
 
 @pytest.mark.parametrize(("accepted", "judged", "speech"), [

@@ -13,7 +13,7 @@ from edge.settings import FeatureSettings
 from train.augment import AugmentConfig
 from train.config import apply_overrides, preset
 from train.data import Recording, load_corpora
-from train.dataset import cache_key, extract
+from train.dataset import cache_key, code_fingerprint, extract
 from train.train import BatchMaker, TrainSet
 
 SETTINGS = FeatureSettings(vad=False)
@@ -69,6 +69,24 @@ def test_cache_key_depends_on_settings_augmentation_and_content():
     # The clean variant does not depend on the augmentation recipe.
     assert cache_key("a" * 64, SETTINGS, AugmentConfig(), 0, 0) == \
         cache_key("a" * 64, SETTINGS, AugmentConfig(p_eq=0), 0, 3)
+
+
+def test_code_fingerprint_follows_the_code_not_its_comments():
+    code = '''"""Module."""
+
+def level(x):
+    """Docstring."""
+    return x * 2  # a comment
+'''
+    reworded = code.replace("Module.", "The module, reworded.").replace("Docstring.", "Says more.") \
+        .replace("# a comment", "# why: another comment").replace("x * 2", "x*2")
+    assert code_fingerprint(code) == code_fingerprint(reworded)
+    assert code_fingerprint(code) != code_fingerprint(code.replace("x * 2", "x * 3"))
+    assert code_fingerprint(code) != code_fingerprint(code.replace("return x * 2", "y = x\n    return y * 2"))
+    # A function that is only a docstring still parses, and differs from one that does something.
+    only_doc = 'def f():\n    """Nothing."""\n'
+    assert code_fingerprint(only_doc) == code_fingerprint("def f():\n    pass\n")
+    assert code_fingerprint(only_doc) != code_fingerprint("def f():\n    return 1\n")
 
 
 def test_batches_have_one_length_and_balanced_strata(tmp_path, rng):

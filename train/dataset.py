@@ -6,12 +6,14 @@ random channel each, non-overlapping windows). Every window goes through
 :func:`edge.pipeline.window_inputs`, so VAD, cleaning, MFCC and normalisation are the runtime's.
 
 Cache entries are keyed by a hash of the feature settings, the augmentation parameters, the
-variant, the seed, the file's content and the feature code itself, so a second run with the same settings skips decoding
-and extraction altogether, and a change in any of them can never serve stale features.
+variant, the seed, the file's content and the feature code itself (its syntax tree: comments and
+docstrings do not count), so a second run with the same settings skips decoding and extraction
+altogether, and a change in any of them can never serve stale features.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import multiprocessing
@@ -61,6 +63,19 @@ class Windows:
         return np.array([f.shape[0] for f in self.features], dtype=np.int64)
 
 
+def code_fingerprint(source: str) -> str:
+    """Hash of what a module's code does: its syntax tree without docstrings (comments and layout are
+    not in the tree), so that rewording a comment does not throw away hours of cached features."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
+
+
 @lru_cache(maxsize=1)
 def pipeline_fingerprint() -> str:
     """Hash of the runtime feature code (and of the augmentation code): when either changes,
@@ -76,7 +91,7 @@ def pipeline_fingerprint() -> str:
 
     digest = hashlib.sha256()
     for module in (edge.audio, edge.clean, edge.features, edge.pipeline, edge.vad, edge.settings, augment_module):
-        digest.update(Path(module.__file__).read_bytes())
+        digest.update(code_fingerprint(Path(module.__file__).read_text(encoding="utf-8")).encode())
     return digest.hexdigest()
 
 

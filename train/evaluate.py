@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.decision import enough_speech
-from edge.pipeline import SPEECH_THRESHOLD, aggregate
+from edge.decision import accepted_as_speech, enough_speech
+from edge.pipeline import aggregate
 
 from .data import Recording
 from .dataset import Windows
@@ -70,7 +70,7 @@ def clip_scores(recordings: Sequence[Recording], windows: Windows, p_female: np.
         if variant == 0:
             by_rec[rec].append(i)
     speech = np.asarray(windows.speech)
-    accepted = np.isnan(p_speech) | (p_speech >= SPEECH_THRESHOLD)
+    accepted = accepted_as_speech(p_speech)
     p = np.full(len(indices), np.nan)
     heard = np.zeros(len(indices), dtype=bool)
     window_p_speech = []
