@@ -5,11 +5,11 @@
 
 Candidates: soundfile (libsndfile) read as float32 (what ``edge.audio`` does for FLAC), as int16 or
 int32 and scaled by one multiply, PyAV (the ``[formats]`` extra) and, when importable, miniaudio's
-dr_flac (``pip install miniaudio``; not a dependency: it has no Linux aarch64 wheels). Every figure
-includes opening the file; the candidates are run in turn on each file, alternating the order, and a
-figure is the median over ``--rounds`` (a busy machine slows all of them alike). FLAC is lossless, so a
-decoder may only replace libsndfile if every array is bit-identical ("equal" counts them). Prints a
-Markdown table; writes nothing.
+dr_flac (``pip install 'miniaudio>=1.70'``; not a dependency, for the reasons in the README's speed
+section). Every figure includes opening the file; the candidates are run in turn on each file,
+alternating the order, and a figure is the median over ``--rounds`` (a busy machine slows all of them
+alike). FLAC is lossless, so a decoder may only replace libsndfile if every array is bit-identical
+("equal" counts them). Prints a Markdown table; writes nothing.
 """
 
 from __future__ import annotations
