@@ -97,18 +97,22 @@ def test_loco_clip_scores_are_written_one_row_per_clip(tmp_path):
 
     from train.data import Recording
     from train.evaluate import ClipScores
-    from train.train import write_loco_clips
+    from train.train import FoldResult, write_loco_clips
 
     recs = [Recording(Path(f"/d/{c}/{i}.flac"), label, f"s{i}", c)
-            for i, (c, label) in enumerate([("urdu", "male"), ("urdu", "female"), ("tess", "female")])]
+            for i, (c, label) in enumerate([("urdu", "male"), ("urdu", "female"), ("tess", "female"),
+                                            ("nonspeech_shared", "nonspeech")])]
     urdu = ClipScores(recs[:2], np.array([0.7, np.nan]), np.array([0, 1]), None,
                       [np.array([0.9, 0.2]), np.array([0.1])])
-    tess = ClipScores(recs[2:], np.array([0.9]), np.array([1]))
-    write_loco_clips(tmp_path / "loco_clips.csv", {"default": {"lstm": {"urdu": ({}, urdu, None),
-                                                                         "tess": ({}, tess, None)}}})
+    tess = ClipScores(recs[2:3], np.array([0.9]), np.array([1]))
+    music = ClipScores(recs[3:], np.array([np.nan]), np.array([-1]), None, [np.array([0.3, 0.6, 0.1])])
+    write_loco_clips(tmp_path / "loco_clips.csv", {"default": {"lstm": {
+        "urdu": FoldResult({}, urdu, None, music), "tess": FoldResult({}, tess, None)}}})  # type: ignore[arg-type]
     rows = list(csv.DictReader((tmp_path / "loco_clips.csv").open()))
     assert [(r["held_out"], r["corpus"], r["label"], r["p_female"]) for r in rows] == [
-        ("urdu", "urdu", "male", "0.700000"), ("urdu", "urdu", "female", ""), ("tess", "tess", "female", "0.900000")]
+        ("urdu", "urdu", "male", "0.700000"), ("urdu", "urdu", "female", ""),
+        ("urdu", "nonspeech_shared", "nonspeech", ""),  # the non-speech source held out with urdu
+        ("tess", "tess", "female", "0.900000")]
     assert {r["cell"] for r in rows} == {"lstm"} and rows[0]["speaker"] == "s0"
     # Each window's p_speech, in time order; none recorded for the tess fold
-    assert [r["p_speech_windows"] for r in rows] == ["0.9000;0.2000", "0.1000", ""]
+    assert [r["p_speech_windows"] for r in rows] == ["0.9000;0.2000", "0.1000", "0.3000;0.6000;0.1000", ""]

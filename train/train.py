@@ -24,6 +24,7 @@ from edge.pipeline import normalize_window
 from .config import TrainConfig
 from .data import LOCO_GROUPS, NONSPEECH, Recording
 from .dataset import Windows
+from .evaluate import ClipScores
 from .test_windows import write_test_windows
 
 LENGTH_STEP = 4  # crop lengths are multiples of this many frames (fewer distinct shapes to trace)
@@ -428,12 +429,22 @@ def _indices(recordings: Sequence[Recording], subset: Sequence[Recording]) -> li
     return [where[rec.key] for rec in subset]
 
 
+@dataclass
+class FoldResult:
+    """One leave-one-corpus-out fold of one cell."""
+
+    metrics: dict  # evaluate()'s figures for the held-out corpus (+ "heldout_nonspeech", timings)
+    scores: ClipScores  # the held-out corpus's clips
+    fit: FitResult
+    nonspeech: ClipScores | None = None  # the non-speech sources held out in this fold
+
+
 def run_loco(config: TrainConfig, prepared: Prepared, cells: Sequence[str], progress: bool = True,
-             heldout_nonspeech: Sequence[str] = ()) -> dict:
-    """Leave-one-corpus-out for every cell: ``{cell: {held_out: (metrics, scores, fit)}}``. The sources
-    of the ``heldout_nonspeech`` corpora are held out too, spread over the folds (``metrics["heldout_nonspeech"]``)."""
+             heldout_nonspeech: Sequence[str] = ()) -> dict[str, dict[str, FoldResult]]:
+    """Leave-one-corpus-out for every cell: ``{cell: {held_out: FoldResult}}``. The sources of the
+    ``heldout_nonspeech`` corpora are held out too, spread over the folds (``metrics["heldout_nonspeech"]``)."""
     from .data import loco_folds
-    from .evaluate import evaluate
+    from .evaluate import evaluate, score_clips
 
     recs, windows = prepared.recordings, prepared.windows
     out: dict = {cell: {} for cell in cells}
@@ -444,20 +455,19 @@ def run_loco(config: TrainConfig, prepared: Prepared, cells: Sequence[str], prog
         for cell in cells:
             result = fit(config, cell, train, val, progress, label=f"{config.preset} {cell} -{fold['held_out']}")
             metrics, scores = evaluate(result.model, recs, windows, _indices(recs, fold["test"]))
+            nonspeech = None
             if fold["nonspeech_test"]:
-                metrics["heldout_nonspeech"] = _nonspeech_result(result.model, recs, windows, fold["nonspeech_test"])
+                nonspeech = score_clips(result.model, recs, windows, _indices(recs, fold["nonspeech_test"]))
+                metrics["heldout_nonspeech"] = _nonspeech_result(nonspeech)
             metrics["train_seconds"] = result.seconds
             metrics["epochs"] = len(result.history["loss"])
-            out[cell][fold["held_out"]] = (metrics, scores, result)
+            out[cell][fold["held_out"]] = FoldResult(metrics, scores, result, nonspeech)
             _free(result)
     return out
 
 
-def _nonspeech_result(model, recs: Sequence[Recording], windows: Windows, clips: Sequence[Recording]) -> dict:
+def _nonspeech_result(scores: ClipScores) -> dict:
     """Held-out non-speech clips: how many got no gender, and which were given one."""
-    from .evaluate import score_clips
-
-    scores = score_clips(model, recs, windows, _indices(recs, clips))
     given = [rec.path.name for rec, heard in zip(scores.recordings, scores.has_speech, strict=True) if heard]
     return {"clips": len(scores.recordings), "rejected": len(scores.recordings) - len(given), "given_gender": given}
 
@@ -649,9 +659,9 @@ def _run_all_loco(current: _Run, summary: dict) -> tuple[dict, dict]:
         loco["original"] = _baseline_loco(current)
     for preset_name, cells in loco.items():
         for cell, folds in cells.items():
-            for held_out, (_, _, result) in folds.items():
-                summary["train_seconds"][f"{preset_name}/{cell}/loco-{held_out}"] = result.seconds
-    md, table = loco_table({p: {c: {h: m for h, (m, _, _) in f.items()} for c, f in cells.items()}
+            for held_out, fold in folds.items():
+                summary["train_seconds"][f"{preset_name}/{cell}/loco-{held_out}"] = fold.fit.seconds
+    md, table = loco_table({p: {c: {h: fold.metrics for h, fold in f.items()} for c, f in cells.items()}
                             for p, cells in loco.items()})
     summary["loco"] = table
     if current.out_dir is not None:
@@ -659,10 +669,11 @@ def _run_all_loco(current: _Run, summary: dict) -> tuple[dict, dict]:
     return loco, {"markdown": md, "json": table}
 
 
-def write_loco_clips(path: Path, loco: dict) -> None:
+def write_loco_clips(path: Path, loco: dict[str, dict[str, dict[str, FoldResult]]]) -> None:
     """Every held-out clip's p_female (empty: no gender) and the p_speech of each of its windows in time
-    order (``;``-separated), one row per preset, cell and clip: the raw material for calibration
-    studies (thresholds, per-corpus shifts, ensembles, clip-level speech rules), which the tables hide."""
+    order (``;``-separated), one row per preset, cell and clip, the held-out non-speech clips included
+    (label ``nonspeech``): the raw material for calibration studies (thresholds, per-corpus shifts,
+    ensembles, clip-level speech rules), which the tables hide."""
     import csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -672,12 +683,15 @@ def write_loco_clips(path: Path, loco: dict) -> None:
                          "p_speech_windows"])
         for preset_name, cells in loco.items():
             for cell, folds in cells.items():
-                for held_out, (_, scores, _) in folds.items():
-                    windows = scores.window_p_speech or [np.zeros(0)] * len(scores.recordings)
-                    for rec, p, ps in zip(scores.recordings, scores.p_female, windows, strict=True):
-                        writer.writerow([preset_name, cell, held_out, rec.corpus, rec.speaker, str(rec.path),
-                                         rec.label, "" if np.isnan(p) else f"{p:.6f}",
-                                         ";".join("" if np.isnan(v) else f"{v:.4f}" for v in ps)])
+                for held_out, fold in folds.items():
+                    for scores in (fold.scores, fold.nonspeech):
+                        if scores is None:
+                            continue
+                        windows = scores.window_p_speech or [np.zeros(0)] * len(scores.recordings)
+                        for rec, p, ps in zip(scores.recordings, scores.p_female, windows, strict=True):
+                            writer.writerow([preset_name, cell, held_out, rec.corpus, rec.speaker, str(rec.path),
+                                             rec.label, "" if np.isnan(p) else f"{p:.6f}",
+                                             ";".join("" if np.isnan(v) else f"{v:.4f}" for v in ps)])
 
 
 def _baseline_loco(current: _Run) -> dict:
@@ -697,7 +711,7 @@ def _report_cells(current: _Run, final: dict, loco: dict, tables: dict, summary:
         if cell in final:
             report_dirs[cell] = _report_final_cell(current, cell, final[cell], cell_loco, tables, summary)
         elif cell_loco:
-            summary["cells"][cell] = {"loco": {h: m for h, (m, _, _) in cell_loco.items()}}
+            summary["cells"][cell] = {"loco": {h: fold.metrics for h, fold in cell_loco.items()}}
     return report_dirs
 
 
@@ -706,7 +720,7 @@ def _report_final_cell(current: _Run, cell: str, final_fit: tuple, cell_loco: di
     from .reports import write_cell_report, write_json
 
     metrics, scores, result = final_fit
-    metrics_all = _metrics_with_loco(metrics, {h: m for h, (m, _, _) in cell_loco.items()})
+    metrics_all = _metrics_with_loco(metrics, {h: fold.metrics for h, fold in cell_loco.items()})
     histories = {"final": result.history, **{f"loco-{h}": r.history for h, (_, _, r) in cell_loco.items()}}
     folder = write_cell_report(current.reports_root / f"{cell}_{current.stamp}", cell, metrics_all, scores, 0.5,
                                histories, {h: s for h, (_, s, _) in cell_loco.items()},
