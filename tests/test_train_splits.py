@@ -103,9 +103,11 @@ def test_loco_clip_scores_are_written_one_row_per_clip(tmp_path):
             for i, (c, label) in enumerate([("urdu", "male"), ("urdu", "female"), ("tess", "female"),
                                             ("nonspeech_shared", "nonspeech")])]
     urdu = ClipScores(recs[:2], np.array([0.7, np.nan]), np.array([0, 1]), None,
-                      [np.array([0.9, 0.2]), np.array([0.1])])
+                      [np.array([0.9, 0.2]), np.array([0.1])], [np.array([0.7, 0.4]), np.array([0.8])],
+                      [np.array([2.5, 1.0]), np.array([0.6])])
     tess = ClipScores(recs[2:3], np.array([0.9]), np.array([1]))
-    music = ClipScores(recs[3:], np.array([np.nan]), np.array([-1]), None, [np.array([0.3, 0.6, 0.1])])
+    music = ClipScores(recs[3:], np.array([np.nan]), np.array([-1]), None, [np.array([0.3, 0.6, 0.1])],
+                       [np.array([0.2, 0.5, 0.9])], [np.array([1.0, 3.0, 0.5])])
     write_loco_clips(tmp_path / "loco_clips.csv", {"default": {"lstm": {
         "urdu": FoldResult({}, urdu, None, music), "tess": FoldResult({}, tess, None)}}})  # type: ignore[arg-type]
     rows = list(csv.DictReader((tmp_path / "loco_clips.csv").open()))
@@ -114,5 +116,7 @@ def test_loco_clip_scores_are_written_one_row_per_clip(tmp_path):
         ("urdu", "nonspeech_shared", "nonspeech", ""),  # the non-speech source held out with urdu
         ("tess", "tess", "female", "0.900000")]
     assert {r["cell"] for r in rows} == {"lstm"} and rows[0]["speaker"] == "s0"
-    # Each window's p_speech, in time order; none recorded for the tess fold
+    # Each judged window's p_speech, p_female and speech seconds, in time order; none recorded for tess
     assert [r["p_speech_windows"] for r in rows] == ["0.9000;0.2000", "0.1000", "0.3000;0.6000;0.1000", ""]
+    assert [r["p_female_windows"] for r in rows] == ["0.700000;0.400000", "0.800000", "0.200000;0.500000;0.900000", ""]
+    assert [r["speech_seconds_windows"] for r in rows] == ["2.50;1.00", "0.60", "1.00;3.00;0.50", ""]

@@ -46,8 +46,11 @@ class ClipScores:
     p_female: np.ndarray  # NaN where the clip got no gender (no window held speech the model accepted)
     y: np.ndarray  # 1 female, 0 male, -1 non-speech
     heard: np.ndarray | None = None  # some window held enough speech for the model (else: silence)
-    # Per clip, p_speech of each window the model judged, in time order (empty: none; NaN: no output)
+    # Per clip, each window the model judged, in time order: its p_speech (NaN: no such output), its
+    # p_female and its seconds of speech (the vote's weight). Empty: no window held enough speech.
     window_p_speech: list[np.ndarray] | None = None
+    window_p_female: list[np.ndarray] | None = None
+    window_speech: list[np.ndarray] | None = None
 
     @property
     def has_speech(self) -> np.ndarray:
@@ -56,8 +59,12 @@ class ClipScores:
     def subset(self, mask: np.ndarray) -> ClipScores:
         idx = np.flatnonzero(mask)
         heard = None if self.heard is None else self.heard[idx]
-        windows = None if self.window_p_speech is None else [self.window_p_speech[i] for i in idx]
-        return ClipScores([self.recordings[i] for i in idx], self.p_female[idx], self.y[idx], heard, windows)
+
+        def pick(per_clip: list[np.ndarray] | None) -> list[np.ndarray] | None:
+            return None if per_clip is None else [per_clip[i] for i in idx]
+
+        return ClipScores([self.recordings[i] for i in idx], self.p_female[idx], self.y[idx], heard,
+                          pick(self.window_p_speech), pick(self.window_p_female), pick(self.window_speech))
 
 
 def clip_scores(recordings: Sequence[Recording], windows: Windows, p_female: np.ndarray, p_speech: np.ndarray,
@@ -73,7 +80,7 @@ def clip_scores(recordings: Sequence[Recording], windows: Windows, p_female: np.
     accepted = accepted_as_speech(p_speech)
     p = np.full(len(indices), np.nan)
     heard = np.zeros(len(indices), dtype=bool)
-    window_p_speech = []
+    window_p_speech, window_p_female, window_speech = [], [], []
     for k, index in enumerate(indices):
         judged = by_rec.get(index, [])
         members = [i for i in judged if accepted[i]]
@@ -81,10 +88,13 @@ def clip_scores(recordings: Sequence[Recording], windows: Windows, p_female: np.
         if not enough_speech(len(members), len(judged)):
             members = []
         window_p_speech.append(p_speech[judged])
+        window_p_female.append(p_female[judged])
+        window_speech.append(speech[judged])
         if members:
             p[k] = aggregate(p_female[members], speech[members])
     recs = [recordings[i] for i in indices]
-    return ClipScores(recs, p, np.array([r.y for r in recs], dtype=np.int64), heard, window_p_speech)
+    return ClipScores(recs, p, np.array([r.y for r in recs], dtype=np.int64), heard, window_p_speech,
+                      window_p_female, window_speech)
 
 
 def equal_error(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:

@@ -670,28 +670,37 @@ def _run_all_loco(current: _Run, summary: dict) -> tuple[dict, dict]:
 
 
 def write_loco_clips(path: Path, loco: dict[str, dict[str, dict[str, FoldResult]]]) -> None:
-    """Every held-out clip's p_female (empty: no gender) and the p_speech of each of its windows in time
-    order (``;``-separated), one row per preset, cell and clip, the held-out non-speech clips included
-    (label ``nonspeech``): the raw material for calibration studies (thresholds, per-corpus shifts,
-    ensembles, clip-level speech rules), which the tables hide."""
+    """Every held-out clip's p_female (empty: no gender) and, for each window the model judged in time
+    order (``;``-separated), its p_speech, p_female and seconds of speech; one row per preset, cell and
+    clip, the held-out non-speech clips included (label ``nonspeech``). The raw material for
+    calibration studies (thresholds, per-corpus shifts, ensembles, clip-level speech rules), which the
+    tables hide: the clip decision can be recomputed from the windows under any rule."""
     import csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["preset", "cell", "held_out", "corpus", "speaker", "path", "label", "p_female",
-                         "p_speech_windows"])
+                         "p_speech_windows", "p_female_windows", "speech_seconds_windows"])
         for preset_name, cells in loco.items():
             for cell, folds in cells.items():
                 for held_out, fold in folds.items():
                     for scores in (fold.scores, fold.nonspeech):
                         if scores is None:
                             continue
-                        windows = scores.window_p_speech or [np.zeros(0)] * len(scores.recordings)
-                        for rec, p, ps in zip(scores.recordings, scores.p_female, windows, strict=True):
+                        none = [np.zeros(0)] * len(scores.recordings)
+                        per_window = zip(scores.window_p_speech or none, scores.window_p_female or none,
+                                         scores.window_speech or none, strict=True)
+                        for rec, p, windows in zip(scores.recordings, scores.p_female, per_window, strict=True):
                             writer.writerow([preset_name, cell, held_out, rec.corpus, rec.speaker, str(rec.path),
                                              rec.label, "" if np.isnan(p) else f"{p:.6f}",
-                                             ";".join("" if np.isnan(v) else f"{v:.4f}" for v in ps)])
+                                             *(_joined(values, digits) for values, digits in zip(windows, (4, 6, 2),
+                                                                                                  strict=True))])
+
+
+def _joined(values: np.ndarray, digits: int) -> str:
+    """Values ``;``-separated, NaN as nothing."""
+    return ";".join("" if np.isnan(v) else f"{v:.{digits}f}" for v in values)
 
 
 def _baseline_loco(current: _Run) -> dict:
