@@ -9,7 +9,7 @@ model's time axis is dynamic, but padding would change a recurrent model's answe
 
 Models with a ``p_speech`` output also judge whether a window is speech at all: windows it rejects
 (music, animals, alarms that passed the cheap detector) get no gender, and a clip in which it accepted
-none of the windows, or under a fifth of them (:mod:`edge.decision`), is ``no_speech`` with reason
+none of the windows, or under half of them (:mod:`edge.decision`), is ``no_speech`` with reason
 ``not_speech``.
 """
 

@@ -288,9 +288,10 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
         "corpus instead of voice.",
         "- The `p_speech` output was trained on installed game music, sound effects and synthetic sounds; "
         "singing, speech-like animal calls and radio chatter are not in its data. A window it rejects gets no "
-        "gender; a clip in which it accepted fewer than a fifth of the windows it judged (none, or a few false "
-        "alarms in a long piece of music) is `no_speech` with reason `not_speech`. So speech that fills less "
-        "than about a fifth of a long recording of other sound is missed: cut the recording or stream it.",
+        "gender; a clip in which it accepted fewer than half of the windows it judged (none, or a few false "
+        "alarms in a piece of music) is `no_speech` with reason `not_speech`, and a stream applies the same "
+        "rule to its last 5 s. So speech that fills less than about half of a recording of other loud sound "
+        "(music playing before and after an announcement) is missed: cut the recording or stream it.",
         "- Windows with less than the minimum speech are not judged; clips shorter than that return "
         "`no_speech` with reason `too_short`; clips whose windows disagree (two voices) are flagged `mixed`.",
         "",
