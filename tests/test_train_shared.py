@@ -72,3 +72,26 @@ def test_tiny_training_writes_reports_models_and_mlflow_run(shared_data, tmp_pat
     value = float(metric_files[0].read_text().split()[1])
     assert value == pytest.approx(metrics["test"]["accuracy"])
     assert list((tmp_path / "mlruns").rglob("data_manifest.json"))
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_final_models_and_loco_in_one_run_write_both_reports(shared_data, tmp_path, monkeypatch):
+    """The final cell's report takes each LOCO fold's training curve and scores (``make models`` does both)."""
+    from click.testing import CliRunner
+
+    from train.cli import train
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(train, [
+        "--data", str(shared_data / "arctic"), "--data", str(shared_data / "hindi_digits"), "--cells", "rnn",
+        "--loco", "--epochs", "1", "--steps-per-epoch", "2", "--units", "8", "--augment-variants", "0",
+        "--out", "out", "--cache-dir", "cache", "--quiet", "--threads", "1", "--workers", "1", "--no-mlflow",
+        "--config", str(_speech_only(tmp_path)),
+    ])
+    assert result.exit_code == 0, result.output
+    training = json.loads((tmp_path / "out" / "rnn" / "training.json").read_text())
+    assert set(training["metrics"]["loco"]) == {"read_small", "digits"}
+    assert (tmp_path / "out" / "loco_clips.csv").stat().st_size > 0
+    report = next((tmp_path / "reports").glob("rnn_*"))
+    assert (report / "training_curves.png").stat().st_size > 0

@@ -645,7 +645,7 @@ def _save_final_model(current: _Run, cell: str, cell_dir: Path, result: FitResul
 
 def _run_all_loco(current: _Run, summary: dict) -> tuple[dict, dict]:
     """LOCO of this preset (and of the original recipe with ``baseline``): ``({preset: {cell: {held_out:
-    (metrics, scores, fit)}}}, {"markdown": table, "json": table})``, both empty when LOCO is not run."""
+    FoldResult}}}, {"markdown": table, "json": table})``, both empty when LOCO is not run."""
     from .reports import loco_table
 
     config, options = current.config, current.options
@@ -724,15 +724,15 @@ def _report_cells(current: _Run, final: dict, loco: dict, tables: dict, summary:
     return report_dirs
 
 
-def _report_final_cell(current: _Run, cell: str, final_fit: tuple, cell_loco: dict, tables: dict,
+def _report_final_cell(current: _Run, cell: str, final_fit: tuple, cell_loco: dict[str, FoldResult], tables: dict,
                        summary: dict) -> Path:
     from .reports import write_cell_report, write_json
 
     metrics, scores, result = final_fit
     metrics_all = _metrics_with_loco(metrics, {h: fold.metrics for h, fold in cell_loco.items()})
-    histories = {"final": result.history, **{f"loco-{h}": r.history for h, (_, _, r) in cell_loco.items()}}
+    histories = {"final": result.history, **{f"loco-{h}": fold.fit.history for h, fold in cell_loco.items()}}
     folder = write_cell_report(current.reports_root / f"{cell}_{current.stamp}", cell, metrics_all, scores, 0.5,
-                               histories, {h: s for h, (_, s, _) in cell_loco.items()},
+                               histories, {h: fold.scores for h, fold in cell_loco.items()},
                                tables.get("markdown"), tables.get("json"))
     summary["cells"][cell] = metrics_all
     if current.out_dir is not None:
