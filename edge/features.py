@@ -199,57 +199,55 @@ class FrameStats:
         return FrameStats(start, np.zeros((0, n_mfcc), dtype=np.float32), zeros, zeros, zeros)
 
 
-@dataclass(frozen=True)
-class _MelLayers:
-    """The tilted mel filter bank as two dense weight rows, one for the even filters, one for the odd.
+# Mel filters per dense block of the filter bank (see _MelBank).
+_MELS_PER_BLOCK = 8
 
-    Triangle k spans the bins between the centres of its neighbours, so filters k and k + 2 never
-    share a bin: within a layer every filter is one run of consecutive bins. Weighting the power
-    spectrum by a layer's row and summing each run (one ``np.add.reduceat``) gives exactly what
-    gathering each filter's bins gives (the same products, summed in the same order), without the
-    gather, which cost as much as the FFT.
+
+@dataclass(frozen=True)
+class _MelBlock:
+    bins: slice  # the FFT bins its filters cover
+    mels: slice  # its filters
+    weights: np.ndarray  # (bins, mels)
+    rows: int  # frames per product: under OpenBLAS's one-thread limit (see BLAS_ONE_THREAD_LIMIT)
+
+
+@dataclass(frozen=True)
+class _MelBank:
+    """The tilted mel filter bank as dense blocks of consecutive filters, each over only its bins.
+
+    A triangle spans a few bins, so the whole bank as one matrix is mostly zeros; blocks of eight
+    filters keep the matrix products small and BLAS-efficient. Measured per 64 frames at the
+    defaults: 25 us, against 88 us for the whole bank as one product and 122 us for summing each
+    filter's run of bins (``np.add.reduceat``); 86 us against 2.5 ms for one product with the
+    original recipe's 128 mels over 2,049 bins.
     """
 
-    weights: tuple[np.ndarray, np.ndarray]  # per layer: the filters' weights over bins 0..end
-    bounds: tuple[np.ndarray, np.ndarray]  # per layer: first, end, first, end, ..., first of the last filter
-    filters: tuple[slice, slice]  # the mel bands of each layer: 0::2 and 1::2
+    blocks: tuple[_MelBlock, ...]
 
     @staticmethod
-    def build(weights: np.ndarray) -> _MelLayers:
+    def build(weights: np.ndarray) -> _MelBank:
         if not weights.any(axis=1).all():  # (not np.unique: it imports numpy.ma, 14 ms at start-up)
             raise ValueError("the mel filter bank has empty filters: use fewer mels or a larger frame")
-        rows, cols = np.nonzero(weights)
-        first = np.array([cols[rows == k].min() for k in range(weights.shape[0])])
-        end = np.array([cols[rows == k].max() + 1 for k in range(weights.shape[0])])
-        layers, bounds = [], []
-        for parity in (0, 1):
-            ks = np.arange(parity, weights.shape[0], 2)
-            edges = np.ravel(np.column_stack([first[ks], end[ks]]))
-            if np.any(np.diff(edges) < 0):
-                raise ValueError("overlapping mel filters two bands apart: not a triangular filter bank")
-            row = np.zeros(edges[-1] if edges.size else 0)  # a bank of one filter has no odd layer
-            for k in ks:
-                row[first[k] : end[k]] = weights[k, first[k] : end[k]]
-            layers.append(row)
-            bounds.append(edges[:-1])
-        for array in layers + bounds:
-            array.setflags(write=False)
-        return _MelLayers((layers[0], layers[1]), (bounds[0], bounds[1]), (slice(0, None, 2), slice(1, None, 2)))
+        blocks = []
+        for first in range(0, weights.shape[0], _MELS_PER_BLOCK):
+            mels = slice(first, min(first + _MELS_PER_BLOCK, weights.shape[0]))
+            covered = np.flatnonzero(weights[mels].any(axis=0))
+            bins = slice(int(covered[0]), int(covered[-1]) + 1)
+            dense = np.ascontiguousarray(weights[mels, bins].T)
+            dense.setflags(write=False)
+            blocks.append(_MelBlock(bins, mels, dense, max(1, BLAS_ONE_THREAD_LIMIT // dense.size)))
+        return _MelBank(tuple(blocks))
 
     @property
     def top_bin(self) -> int:
-        return max(row.size for row in self.weights)
+        return max(block.bins.stop for block in self.blocks)
 
-    def project(self, power: np.ndarray, out: np.ndarray, scratch: np.ndarray,
-                sums: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        """Mel power of each row of ``power`` into ``out`` (rows, n_mels). ``scratch`` (as large as
-        ``power``) and ``sums`` (rows, bounds) are work buffers."""
-        for weights, bounds, filters, total in zip(self.weights, self.bounds, self.filters, sums, strict=True):
-            if not bounds.size:
-                continue
-            weighted = np.multiply(power[:, : weights.size], weights, out=scratch[:, : weights.size])
-            np.add.reduceat(weighted, bounds, axis=1, out=total)
-            out[:, filters] = total[:, ::2]  # the odd columns are the gaps between filters
+    def project(self, power: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Mel power of each row of ``power`` into ``out`` (rows, n_mels)."""
+        for block in self.blocks:
+            for first in range(0, power.shape[0], block.rows):
+                rows = slice(first, first + block.rows)
+                np.matmul(power[rows, block.bins], block.weights, out=out[rows, block.mels])
         return out
 
 
@@ -259,7 +257,7 @@ class _Analysis:
 
     window: np.ndarray
     n_fft: int
-    mel: _MelLayers  # the tilted mel filter bank
+    mel: _MelBank  # the tilted mel filter bank
     dct: np.ndarray
     band: slice  # FFT bins of fmin..fmax (level)
     acf_bins: slice  # FFT bins of the pitch band
@@ -289,7 +287,7 @@ def _analysis(settings: FeatureSettings) -> _Analysis:
     window = hann_window(length)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
     tilt = 1.0 + settings.pre_emphasis**2 - 2.0 * settings.pre_emphasis * np.cos(2 * np.pi * freqs / rate)
-    mel = _MelLayers.build(mel_filterbank(rate, n_fft, settings.n_mels, settings.fmin, settings.fmax) * tilt[None, :])
+    mel = _MelBank.build(mel_filterbank(rate, n_fft, settings.n_mels, settings.fmin, settings.fmax) * tilt[None, :])
     band = slice(max(int(np.searchsorted(freqs, settings.fmin)), 3),
                  int(np.searchsorted(freqs, settings.fmax, "right")))
     lo, hi = _PITCH_BAND_HZ
@@ -361,7 +359,6 @@ class _Workspace:
         self.spectrum = np.empty((rows, a.n_fft // 2 + 1), np.complex128)
         self.power = np.empty((rows, a.top_bin))
         self.scratch = np.empty((rows, a.top_bin))
-        self.sums = tuple(np.empty((rows, bounds.size)) for bounds in a.mel.bounds)
         self.mel = np.empty((rows, a.dct.shape[1]))
         self.acf = np.empty((rows, a.acf_basis.shape[1]))
 
@@ -421,7 +418,7 @@ def _analyse_chunk(y: np.ndarray, lo: int, hi: int, settings: FeatureSettings, a
     np.add(power, np.square(spectrum.imag, out=scratch), out=power)
     energy_db = 10.0 * np.log10(power[:, a.band].sum(axis=1) * a.power_scale + 1e-12)
     out.energy_db[lo:hi] = energy_db
-    mel = a.mel.project(power, space.mel[:m], scratch, (space.sums[0][:m], space.sums[1][:m]))
+    mel = a.mel.project(power, space.mel[:m])
     out.cepstra[lo:hi] = (10.0 * np.log10(np.maximum(mel, 1e-10, out=mel), out=mel)) @ a.dct.T
     # Autocorrelation only where speech is possible at all: quiet frames are never speech.
     loud = np.flatnonzero(energy_db > settings.vad_energy_dbfs)
@@ -440,11 +437,14 @@ def _pitch(acf: np.ndarray, a: _Analysis, rate: int) -> tuple[np.ndarray, np.nda
     signal scores 1 at its period; done in the basis). The period is the shortest lag whose local peak
     comes within 0.05 of the best one: a multiple of the period scores as high, and must not win.
     """
-    nacf = np.minimum(acf[:, 1:] / (acf[:, :1] + 1e-20), 1.0)
-    peaks = np.full(nacf.shape, -1.0)
-    inner = (nacf[:, 1:-1] >= nacf[:, :-2]) & (nacf[:, 1:-1] >= nacf[:, 2:])
-    peaks[:, 1:-1] = np.where(inner, nacf[:, 1:-1], -1.0)
-    best = np.argmax(peaks >= peaks.max(axis=1, keepdims=True) - 0.05, axis=1)
+    nacf = np.divide(acf[:, 1:], acf[:, :1] + 1e-20)
+    np.minimum(nacf, 1.0, out=nacf)
+    inner = nacf[:, 1:-1]
+    peaks = np.where((inner >= nacf[:, :-2]) & (inner >= nacf[:, 2:]), inner, -1.0)  # local maxima
+    top = peaks.max(axis=1, keepdims=True)
+    best = np.argmax(peaks >= top - 0.05, axis=1) + 1
+    # The end lags count as -1 (never a peak): the first of them wins when no inner peak is above -0.95.
+    best[top[:, 0] <= -0.95] = 0
     voicing = np.maximum(nacf[np.arange(best.size), best], 0.0)
     return voicing, rate / ((a.first_lag + best) * a.lag_samples)
 
