@@ -13,6 +13,7 @@ from train.augment import (
     change_speed,
     codec_roundtrip,
     random_eq,
+    shift_pitch,
     synthetic_reverb,
 )
 
@@ -94,7 +95,7 @@ def test_speed_off_draws_nothing_from_the_random_stream(rng):
     # p_speed=0 must not draw: models trained before the option existed stay reproducible. With every
     # transform off, augment() draws six "apply?" numbers and then the gain; replay that by hand.
     y = 0.01 * _voice(rng)
-    config = AugmentConfig(p_speed=0.0, p_reverb=0, p_eq=0, p_noise=0, p_band_limit=0, p_codec=0, p_telephone=0)
+    config = AugmentConfig(p_speed=0.0, p_pitch=0.0, p_reverb=0, p_eq=0, p_noise=0, p_band_limit=0, p_codec=0, p_telephone=0)
     replay = np.random.default_rng(9)
     replay.random(6)
     gain = 10.0 ** (replay.uniform(*config.gain_db) / 20.0)
@@ -103,6 +104,49 @@ def test_speed_off_draws_nothing_from_the_random_stream(rng):
     assert abs(faster.size - y.size / 1.1) <= 2
 
 
+def _median_f0_and_envelope(y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Median F0 of the voiced frames (the runtime's pitch tracker) and the mean log-mel envelope."""
+    from edge.features import analyse_frames
+    from edge.settings import FeatureSettings
+
+    stats = analyse_frames(y, FeatureSettings())
+    voiced = stats.voicing > 0.5
+    return float(np.median(stats.f0[voiced])), stats.cepstra[voiced, 1:8].mean(axis=0)
+
+
+@pytest.mark.parametrize("octaves", [-0.5, 0.5])
+def test_pitch_shift_moves_f0_and_keeps_the_envelope(octaves):
+    pytest.importorskip("pyworld", reason="pyworld (the [train] extra) is not installed")
+    # A vowel-like buzz: harmonics of 140 Hz shaped by two formant peaks the shift must leave in place.
+    t = np.arange(2 * SR) / SR
+    harmonics = np.arange(1, 50) * 140.0
+    gains = np.exp(-((harmonics - 700.0) / 250.0) ** 2) + 0.5 * np.exp(-((harmonics - 2200.0) / 400.0) ** 2) + 0.02
+    y = (0.1 * sum(g * np.sin(2 * np.pi * h * t) for g, h in zip(gains, harmonics, strict=True))).astype(np.float32)
+    out = shift_pitch(y, SR, octaves)
+    assert out.shape == y.shape and out.dtype == np.float32 and np.all(np.isfinite(out))
+    assert np.sqrt(np.mean(out**2)) == pytest.approx(np.sqrt(np.mean(y**2)), rel=1e-3)
+    f0, envelope = _median_f0_and_envelope(y)
+    shifted_f0, shifted_envelope = _median_f0_and_envelope(out)
+    assert np.log2(shifted_f0 / f0) == pytest.approx(octaves, abs=0.1)
+    # The formants stay: the low cepstra (the envelope's broad shape) move far less than a speed
+    # change of the same size moves them.
+    sped = change_speed(y, SR, 2.0**octaves)
+    _, sped_envelope = _median_f0_and_envelope(sped)
+    assert np.linalg.norm(shifted_envelope - envelope) < 0.5 * np.linalg.norm(sped_envelope - envelope)
+
+
+def test_pitch_shift_in_augment_is_seeded_and_off_by_default(rng):
+    pytest.importorskip("pyworld", reason="pyworld (the [train] extra) is not installed")
+    y = _voice(rng)
+    config = AugmentConfig(p_pitch=1.0, pitch_octaves=(0.4, 0.4), p_reverb=0, p_eq=0, p_noise=0, p_band_limit=0,
+                           p_codec=0, p_telephone=0)
+    a = augment(y, SR, np.random.default_rng(3), config)
+    np.testing.assert_array_equal(a, augment(y, SR, np.random.default_rng(3), config))
+    f0, _ = _median_f0_and_envelope(y)
+    assert np.log2(_median_f0_and_envelope(a)[0] / f0) == pytest.approx(0.4, abs=0.1)
+    assert AugmentConfig().p_pitch == 0.0
+
+
 def test_augment_config_round_trips_through_a_dict():
-    config = AugmentConfig(variants=2, cutoffs_hz=(4000.0,), speed=(0.95, 1.05))
+    config = AugmentConfig(variants=2, cutoffs_hz=(4000.0,), speed=(0.95, 1.05), pitch_octaves=(-0.5, 0.5))
     assert AugmentConfig.from_dict(config.to_dict()) == config

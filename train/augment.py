@@ -2,8 +2,9 @@
 
 The Indonesian corpus confounds codec with gender (female files are often band-limited Opus),
 RAVDESS is studio-clean and Urdu is TV audio. Most transforms here change the channel (room,
-microphone, codec, bandwidth, noise, level) and not the voice; the one exception, an optional
-speed perturbation of at most +-10 %, makes a similar new speaker and never crosses genders.
+microphone, codec, bandwidth, noise, level) and not the voice. Two change the voice: an optional
+speed perturbation of at most +-10 % (a similar new speaker), and an optional pitch shift that keeps
+the vocal tract (a man speaking higher, a woman lower: pitch alone stops telling the sexes apart).
 All functions take and return mono float32 at ``sr`` and draw randomness only from ``rng``.
 """
 
@@ -36,6 +37,12 @@ class AugmentConfig:
     # new, similar speaker. +-10 % is under 2 semitones: far too little to change apparent gender.
     p_speed: float = 0.0
     speed: tuple[float, float] = (0.9, 1.1)
+    # Pitch moved by up to this many octaves either way with the spectral envelope (formants, vocal
+    # tract length) kept, through the WORLD vocoder. The corpora hold few low-pitched women and few
+    # raised-voice men, so a model learns "high pitch = female"; shifted copies with their true label
+    # make it look at the envelope too.
+    p_pitch: float = 0.0
+    pitch_octaves: tuple[float, float] = (-0.7, 0.7)
     # Music or other sounds under the voice (a shop, a kiosk): speech over music is still speech.
     p_music: float = 0.0
     music_snr_db: tuple[float, float] = (0.0, 20.0)
@@ -52,7 +59,7 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, data: dict) -> AugmentConfig:
         data = dict(data)
-        for key in ("rt60", "snr_db", "cutoffs_hz", "codecs", "gain_db", "speed", "music_snr_db", "music_files",
+        for key in ("rt60", "snr_db", "cutoffs_hz", "codecs", "gain_db", "speed", "pitch_octaves", "music_snr_db", "music_files",
                     "clip_drive", "dc_offset"):
             if key in data:
                 data[key] = tuple(data[key])
@@ -68,6 +75,28 @@ def change_speed(y: np.ndarray, sr: int, factor: float) -> np.ndarray:
     import soxr
 
     return soxr.resample(np.asarray(y, dtype=np.float32), sr, int(round(sr / factor)), quality="HQ")
+
+
+def shift_pitch(y: np.ndarray, sr: int, octaves: float) -> np.ndarray:
+    """Move the pitch by ``octaves`` and keep the spectral envelope and aperiodicity (WORLD vocoder).
+
+    DIO + StoneMask for F0 (a tenth of Harvest's cost; an augmentation tolerates its rarer voicing
+    errors), CheapTrick for the envelope, D4C for aperiodicity. Same length as ``y``.
+    """
+    try:
+        import pyworld
+    except ImportError as exc:  # a training extra; only this augmentation needs it
+        raise ImportError("pitch augmentation (augment.p_pitch) needs pyworld: pip install 'gvd[train]'") from exc
+    x = np.asarray(y, dtype=np.float64)
+    f0, times = pyworld.dio(x, sr, frame_period=5.0)
+    f0 = pyworld.stonemask(x, f0, times, sr)
+    envelope = pyworld.cheaptrick(x, f0, times, sr)
+    aperiodicity = pyworld.d4c(x, f0, times, sr)
+    out = pyworld.synthesize(f0 * 2.0**octaves, envelope, aperiodicity, sr, 5.0)
+    fitted = np.zeros(len(x))
+    fitted[: min(len(x), len(out))] = out[: len(x)]
+    # WORLD's output level follows the envelope, not the input: match the input's RMS.
+    return (fitted * (_rms(y) / (_rms(fitted) + 1e-12))).astype(np.float32)
 
 
 def band_limit(y: np.ndarray, sr: int, cutoff_hz: float) -> np.ndarray:
@@ -243,9 +272,11 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentCon
 
 
 def _speaker_and_room(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
-    # Guarded so that p_speed=0 draws nothing: the other transforms see the same random stream as before.
+    # Guarded so that p_speed=0 and p_pitch=0 draw nothing: the other transforms see the same random stream as before.
     if config.p_speed and rng.random() < config.p_speed:
         y = change_speed(y, sr, float(rng.uniform(*config.speed)))
+    if config.p_pitch and rng.random() < config.p_pitch:
+        y = shift_pitch(y, sr, float(rng.uniform(*config.pitch_octaves)))
     if rng.random() < config.p_reverb:
         y = synthetic_reverb(y, sr, rng, float(rng.uniform(*config.rt60)))
     if rng.random() < config.p_eq:
