@@ -95,7 +95,8 @@ def test_speed_off_draws_nothing_from_the_random_stream(rng):
     # p_speed=0 must not draw: models trained before the option existed stay reproducible. With every
     # transform off, augment() draws six "apply?" numbers and then the gain; replay that by hand.
     y = 0.01 * _voice(rng)
-    config = AugmentConfig(p_speed=0.0, p_pitch=0.0, p_reverb=0, p_eq=0, p_noise=0, p_band_limit=0, p_codec=0, p_telephone=0)
+    config = AugmentConfig(p_speed=0.0, p_pitch=0.0, p_reverb=0, p_eq=0, p_noise=0, p_band_limit=0, p_codec=0,
+                           p_telephone=0)
     replay = np.random.default_rng(9)
     replay.random(6)
     gain = 10.0 ** (replay.uniform(*config.gain_db) / 20.0)

@@ -104,7 +104,7 @@ def test_loco_clip_scores_are_written_one_row_per_clip(tmp_path):
                                             ("nonspeech_shared", "nonspeech")])]
     urdu = ClipScores(recs[:2], np.array([0.7, np.nan]), np.array([0, 1]), None,
                       [np.array([0.9, 0.2]), np.array([0.1])], [np.array([0.7, 0.4]), np.array([0.8])],
-                      [np.array([2.5, 1.0]), np.array([0.6])])
+                      [np.array([2.5, 1.0]), np.array([0.6])], np.array([212.34, np.nan]))
     tess = ClipScores(recs[2:3], np.array([0.9]), np.array([1]))
     music = ClipScores(recs[3:], np.array([np.nan]), np.array([-1]), None, [np.array([0.3, 0.6, 0.1])],
                        [np.array([0.2, 0.5, 0.9])], [np.array([1.0, 3.0, 0.5])])
@@ -120,3 +120,61 @@ def test_loco_clip_scores_are_written_one_row_per_clip(tmp_path):
     assert [r["p_speech_windows"] for r in rows] == ["0.9000;0.2000", "0.1000", "0.3000;0.6000;0.1000", ""]
     assert [r["p_female_windows"] for r in rows] == ["0.700000;0.400000", "0.800000", "0.200000;0.500000;0.900000", ""]
     assert [r["speech_seconds_windows"] for r in rows] == ["2.50;1.00", "0.60", "1.00;3.00;0.50", ""]
+    assert [r["median_f0"] for r in rows] == ["212.3", "", "", ""]  # no pitch measured: empty
+
+
+def _windows_with_pitch(per_recording: dict[int, list[tuple[float, float]]], settings):
+    """Clean windows whose frames carry the given (F0 Hz, voicing) in the pitch columns."""
+    import numpy as np
+
+    from train.dataset import Windows
+
+    windows = Windows()
+    for rec, frames in per_recording.items():
+        features = np.zeros((len(frames), settings.n_features), np.float32)
+        features[:, settings.n_mfcc] = [np.log2(f0 / 150.0) if f0 else 0.0 for f0, _ in frames]
+        features[:, settings.n_mfcc + 1] = [v for _, v in frames]
+        windows.features.append(features)
+        windows.speech.append(1.0)
+        windows.recording.append(rec)
+        windows.variant.append(0)
+        windows.features.append(features + 5.0)  # an augmented copy: never read
+        windows.speech.append(1.0)
+        windows.recording.append(rec)
+        windows.variant.append(1)
+    return windows
+
+
+def test_clip_median_f0_reads_the_voiced_frames_of_clean_windows():
+    import numpy as np
+
+    from edge.settings import DEFAULT_SETTINGS
+    from train.evaluate import clip_median_f0
+
+    windows = _windows_with_pitch({0: [(100.0, 0.9), (120.0, 0.8), (300.0, 0.2), (0.0, 0.0)],
+                                   1: [(0.0, 0.1)], 2: [(210.0, 0.95)]}, DEFAULT_SETTINGS)
+    got = clip_median_f0(windows, [2, 0, 1, 3], DEFAULT_SETTINGS)
+    np.testing.assert_allclose(got[:2], [210.0, np.sqrt(100.0 * 120.0)], rtol=1e-4)  # median of log F0
+    assert np.isnan(got[2]) and np.isnan(got[3])  # nothing voiced; no windows at all
+    assert np.isnan(clip_median_f0(windows, [0], DEFAULT_SETTINGS.with_changes(pitch=False))).all()
+
+
+def test_pitch_overlap_counts_low_women_and_high_men_in_the_loco_table():
+    import numpy as np
+
+    from train.evaluate import ClipScores, pitch_overlap
+    from train.reports import loco_table
+
+    recs = [Recording(Path(f"/d/c/{i}.flac"), label, f"s{i}", "c") for i, label in
+            enumerate(["female", "female", "female", "male", "male", "male", "male"])]
+    scores = ClipScores(recs, np.array([0.8, 0.3, 0.9, 0.7, 0.2, 0.1, np.nan]), np.array([1, 1, 1, 0, 0, 0, 0]),
+                        median_f0=np.array([170.0, 180.0, 230.0, 250.0, 190.0, 120.0, 260.0]))
+    overlap = pitch_overlap(scores)
+    # Women under 185 Hz: one right of two; men over 180 Hz: one right of two (the unanswered one is out)
+    assert overlap == {"female_low": [1, 2], "male_high": [1, 2]}
+    assert pitch_overlap(ClipScores(recs, scores.p_female, scores.y)) == {}
+    text, table = loco_table({"default": {"lstm": {
+        "a": {"balanced_accuracy": 0.9, "pitch_overlap": overlap},
+        "b": {"balanced_accuracy": 0.8, "pitch_overlap": {"female_low": [3, 3], "male_high": [0, 1]}}}}})
+    assert table["default"]["lstm"]["pitch_overlap"] == {"female_low": [4, 5], "male_high": [1, 3]}
+    assert "women under 185 Hz 80.0 % right (4 of 5); men over 180 Hz 33.3 % right (1 of 3)" in text

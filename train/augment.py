@@ -59,8 +59,8 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, data: dict) -> AugmentConfig:
         data = dict(data)
-        for key in ("rt60", "snr_db", "cutoffs_hz", "codecs", "gain_db", "speed", "pitch_octaves", "music_snr_db", "music_files",
-                    "clip_drive", "dc_offset"):
+        for key in ("rt60", "snr_db", "cutoffs_hz", "codecs", "gain_db", "speed", "pitch_octaves", "music_snr_db",
+                    "music_files", "clip_drive", "dc_offset"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)

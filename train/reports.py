@@ -10,7 +10,7 @@ import numpy as np
 
 from edge.files import atomic_write_text
 
-from .evaluate import ClipScores
+from .evaluate import OVERLAP_FEMALE_BELOW_HZ, OVERLAP_MALE_ABOVE_HZ, ClipScores
 
 
 def _plt():
@@ -155,6 +155,18 @@ def loco_summary(loco: dict[str, dict]) -> dict[str, Any]:
     }
 
 
+def pitch_overlap_total(folds: dict[str, dict]) -> dict[str, list[int]]:
+    """[right, clips] in the pitch overlap summed over the folds (each held-out clip is in one fold);
+    empty when no fold measured it."""
+    total: dict[str, list[int]] = {}
+    for metrics in folds.values():
+        for group, (right, n) in (metrics.get("pitch_overlap") or {}).items():
+            kept = total.setdefault(group, [0, 0])
+            kept[0] += right
+            kept[1] += n
+    return total
+
+
 def loco_table(results: dict[str, dict[str, dict[str, dict]]]) -> tuple[str, dict]:
     """Markdown and JSON of the leave-one-corpus-out results, worst held-out corpus first.
 
@@ -188,6 +200,12 @@ def loco_table(results: dict[str, dict[str, dict[str, dict]]]) -> tuple[str, dic
                 lines.append("")
                 lines.append("Indonesian held out, per codec: " + ", ".join(
                     f"{k} {_pct(v.get('accuracy'))} ({v.get('n_clips', 0)} clips)" for k, v in sorted(fmt.items())))
+            overlap = pitch_overlap_total(folds)
+            if overlap:
+                lines += ["", "In the pitch overlap (held-out clips by their median F0): " + "; ".join(
+                    f"{label} {_pct(right / n if n else None)} right ({right} of {n})"
+                    for label, (right, n) in ((f"women under {OVERLAP_FEMALE_BELOW_HZ:.0f} Hz", overlap["female_low"]),
+                                              (f"men over {OVERLAP_MALE_ABOVE_HZ:.0f} Hz", overlap["male_high"])))]
             nonspeech = heldout_nonspeech(folds)
             if nonspeech:
                 lines += ["", f"Non-speech sources held out (each in one fold): {nonspeech['rejected']} of "
@@ -210,6 +228,7 @@ def loco_table(results: dict[str, dict[str, dict[str, dict]]]) -> tuple[str, dic
                 "no_speech_rate": {h: m.get("no_speech_rate") for h, m in folds.items()},
                 "indonesian_per_format": {k: v.get("accuracy") for k, v in fmt.items()},
                 "n_clips": {h: m.get("n_clips") for h, m in folds.items()},
+                "pitch_overlap": overlap,
             }
     return "\n".join(lines) + "\n", table
 

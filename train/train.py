@@ -454,7 +454,8 @@ def run_loco(config: TrainConfig, prepared: Prepared, cells: Sequence[str], prog
         val = TrainSet.build(windows, recs, _indices(recs, fold["val"]), variants=False)
         for cell in cells:
             result = fit(config, cell, train, val, progress, label=f"{config.preset} {cell} -{fold['held_out']}")
-            metrics, scores = evaluate(result.model, recs, windows, _indices(recs, fold["test"]))
+            metrics, scores = evaluate(result.model, recs, windows, _indices(recs, fold["test"]),
+                                       settings=config.features)
             nonspeech = None
             if fold["nonspeech_test"]:
                 nonspeech = score_clips(result.model, recs, windows, _indices(recs, fold["nonspeech_test"]))
@@ -681,7 +682,7 @@ def write_loco_clips(path: Path, loco: dict[str, dict[str, dict[str, FoldResult]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["preset", "cell", "held_out", "corpus", "speaker", "path", "label", "p_female",
-                         "p_speech_windows", "p_female_windows", "speech_seconds_windows"])
+                         "p_speech_windows", "p_female_windows", "speech_seconds_windows", "median_f0"])
         for preset_name, cells in loco.items():
             for cell, folds in cells.items():
                 for held_out, fold in folds.items():
@@ -691,11 +692,15 @@ def write_loco_clips(path: Path, loco: dict[str, dict[str, dict[str, FoldResult]
                         none = [np.zeros(0)] * len(scores.recordings)
                         per_window = zip(scores.window_p_speech or none, scores.window_p_female or none,
                                          scores.window_speech or none, strict=True)
-                        for rec, p, windows in zip(scores.recordings, scores.p_female, per_window, strict=True):
+                        f0 = scores.median_f0 if scores.median_f0 is not None else np.full(len(scores.recordings),
+                                                                                             np.nan)
+                        for rec, p, windows, hz in zip(scores.recordings, scores.p_female, per_window, f0,
+                                                       strict=True):
                             writer.writerow([preset_name, cell, held_out, rec.corpus, rec.speaker, str(rec.path),
                                              rec.label, "" if np.isnan(p) else f"{p:.6f}",
                                              *(_joined(values, digits) for values, digits in zip(windows, (4, 6, 2),
-                                                                                                  strict=True))])
+                                                                                                  strict=True)),
+                                             "" if np.isnan(hz) else f"{hz:.1f}"])
 
 
 def _joined(values: np.ndarray, digits: int) -> str:
