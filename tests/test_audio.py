@@ -598,3 +598,52 @@ def test_reused_resampler_streams_give_what_fresh_ones_give(rng, rate):
         b_parts.append(b.finish())
         np.testing.assert_array_equal(np.concatenate(a_parts), want)
         np.testing.assert_array_equal(np.concatenate(b_parts), want)
+
+
+# -- which libsndfile decodes ----------------------------------------------------------------------
+
+_DECODE_WITH = """
+import sys, numpy as np
+from edge.audio import libsndfile_version, load_audio
+samples = [load_audio(p, 16000)[0] for p in sys.argv[2:]]
+np.savez(sys.argv[1], version=libsndfile_version(), *samples)
+"""
+
+
+def _decode_in_a_process(tmp_path, choice: str | None, files: list[str]) -> tuple[int, str, list[np.ndarray]]:
+    """(exit code, version or error, samples) from a fresh process with GVD_LIBSNDFILE=choice."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "GVD_LIBSNDFILE"}
+    if choice is not None:
+        env["GVD_LIBSNDFILE"] = choice
+    out = tmp_path / f"decoded_{abs(hash(choice))}.npz"
+    done = subprocess.run([sys.executable, "-c", _DECODE_WITH, str(out), *files], env=env, capture_output=True,
+                          text=True, timeout=120)
+    if done.returncode:
+        return done.returncode, done.stderr.strip().splitlines()[-1], []
+    data = np.load(out)
+    return 0, str(data["version"]), [data[f"arr_{i}"] for i in range(len(files))]
+
+
+def test_the_system_libsndfile_decodes_the_same_samples_as_the_wheels_copy(tmp_path):
+    from edge.audio import _system_libsndfile
+
+    if _system_libsndfile() is None:
+        pytest.skip("no libsndfile installed by the system (Debian: libsndfile1): only the wheel's copy to test")
+    files = [str(p) for p in sorted((Path(__file__).parents[1] / "models" / "samples").glob("*.flac"))]
+    code, system, from_system = _decode_in_a_process(tmp_path, None, files)
+    assert code == 0, system
+    code, bundled, from_wheel = _decode_in_a_process(tmp_path, "bundled", files)
+    assert code == 0, bundled
+    named_code, named, _ = _decode_in_a_process(tmp_path, _system_libsndfile(), files[:1])
+    assert named_code == 0 and named == system  # a path picks that library
+    assert system.startswith("libsndfile-") and bundled.startswith("libsndfile-")
+    for a, b in zip(from_system, from_wheel, strict=True):
+        np.testing.assert_array_equal(a, b)  # FLAC is lossless: either library, the same samples
+
+
+def test_a_libsndfile_that_does_not_load_is_a_clear_error(tmp_path):
+    code, message, _ = _decode_in_a_process(tmp_path, str(tmp_path / "missing.so"),
+                                            [str(Path(__file__).parents[1] / "models" / "samples" / "male_16k.flac")])
+    assert code != 0 and "GVD_LIBSNDFILE" in message and "not a libsndfile that loads" in message

@@ -93,7 +93,7 @@ def _machine_line(report: Report) -> str:
         load = (f"; load average (1 min) {m.load_average_start:.1f} at the start, {m.load_average_end or 0.0:.1f} "
                 f"at the end on {m.cores} cores (above about 0.5 the figures are inflated by other work)")
     return (f"{m.cpu}, {m.cores} cores ({m.machine}), {m.os}; Python {m.python}, numpy {m.numpy}, "
-            f"onnxruntime {m.onnxruntime}{load}")
+            f"onnxruntime {m.onnxruntime}, {m.libsndfile}{load}")
 
 
 def _weights_lines(report: Report) -> list[str]:

@@ -140,6 +140,7 @@ class Machine:
     python: str
     numpy: str
     onnxruntime: str
+    libsndfile: str  # the decoder of WAV / FLAC / OGG (the system's where it has one: edge.audio)
     # Other work on the machine inflates every figure; the 1-minute load average says how busy it was.
     load_average_start: float | None
     load_average_end: float | None

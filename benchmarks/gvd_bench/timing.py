@@ -69,9 +69,11 @@ def machine(load_start: float | None) -> Machine:
     import numpy as np
     import onnxruntime
 
+    from edge.audio import libsndfile_version
+
     return Machine(cpu=_cpu_name(), machine=platform.machine(), cores=os.cpu_count() or 1,
                    os=platform.platform(), python=platform.python_version(), numpy=np.__version__,
-                   onnxruntime=onnxruntime.__version__, load_average_start=load_start,
+                   onnxruntime=onnxruntime.__version__, libsndfile=libsndfile_version(), load_average_start=load_start,
                    load_average_end=load_average())
 
 
