@@ -290,17 +290,17 @@ def _soundfile_info(path: Path, handle) -> AudioInfo:
 # another library.
 LIBSNDFILE_ENV = "GVD_LIBSNDFILE"
 _LIBSNDFILE_LOCK = threading.Lock()
+_libsndfile_problem: str | None = None  # set when GVD_LIBSNDFILE names a library that does not load
 _libsndfile_chosen = False
 
 
 def soundfile_module():
     """The soundfile module, on the libsndfile chosen above (switched once, before the first file)."""
-    global _libsndfile_chosen
+    global _libsndfile_chosen, _libsndfile_problem
     import soundfile
 
     with _LIBSNDFILE_LOCK:
         if not _libsndfile_chosen:
-            _libsndfile_chosen = True
             choice = os.environ.get(LIBSNDFILE_ENV, "")
             name = choice if choice not in ("", "system") else _system_libsndfile()
             if choice != "bundled" and name:
@@ -308,10 +308,13 @@ def soundfile_module():
                     library = soundfile._ffi.dlopen(name)
                     library.sf_version_string()  # a libsndfile, not some other library of that name
                 except (OSError, AttributeError):
-                    if choice:
-                        raise UnreadableFileError(f"{LIBSNDFILE_ENV}={choice}: not a libsndfile that loads") from None
+                    if choice:  # asked for by name: say so on every file, never fall back silently
+                        _libsndfile_problem = f"{LIBSNDFILE_ENV}={choice}: not a libsndfile that loads"
                 else:
                     soundfile._snd = library  # every soundfile call goes through this one handle
+            _libsndfile_chosen = True
+    if _libsndfile_problem:
+        raise UnreadableFileError(_libsndfile_problem)
     return soundfile
 
 

@@ -643,7 +643,15 @@ def test_the_system_libsndfile_decodes_the_same_samples_as_the_wheels_copy(tmp_p
         np.testing.assert_array_equal(a, b)  # FLAC is lossless: either library, the same samples
 
 
-def test_a_libsndfile_that_does_not_load_is_a_clear_error(tmp_path):
-    code, message, _ = _decode_in_a_process(tmp_path, str(tmp_path / "missing.so"),
-                                            [str(Path(__file__).parents[1] / "models" / "samples" / "male_16k.flac")])
+def test_a_libsndfile_that_does_not_load_is_a_clear_error_on_every_file(tmp_path):
+    import os
+
+    sample = str(Path(__file__).parents[1] / "models" / "samples" / "male_16k.flac")
+    code, message, _ = _decode_in_a_process(tmp_path, str(tmp_path / "missing.so"), [sample])
     assert code != 0 and "GVD_LIBSNDFILE" in message and "not a libsndfile that loads" in message
+    # Not only the first file: the second is refused too, never decoded by another library.
+    script = ("import sys\nfrom edge.audio import load_audio\nfor _ in range(2):\n    try:\n"
+              "        load_audio(sys.argv[1], 16000)\n    except Exception as exc:\n        print(exc)\n")
+    env = {**os.environ, "GVD_LIBSNDFILE": str(tmp_path / "missing.so")}
+    done = subprocess.run([sys.executable, "-c", script, sample], env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.count("not a libsndfile that loads") == 2, done.stdout + done.stderr
