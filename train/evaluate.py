@@ -77,15 +77,21 @@ class ClipScores:
                           None if self.median_f0 is None else self.median_f0[idx])
 
 
+def clean_windows_by_recording(windows: Windows) -> dict[int, list[int]]:
+    """Indices of each recording's clean (variant 0) windows, in order: what the runtime would see."""
+    by_rec: dict[int, list[int]] = defaultdict(list)
+    for i, (rec, variant) in enumerate(zip(windows.recording, windows.variant, strict=True)):
+        if variant == 0:
+            by_rec[rec].append(i)
+    return by_rec
+
+
 def clip_scores(recordings: Sequence[Recording], windows: Windows, p_female: np.ndarray, p_speech: np.ndarray,
                 indices: Sequence[int]) -> ClipScores:
     """Aggregate clean (variant 0) windows per recording as the runtime does: windows the speech
     output rejects get no vote, the rest are averaged weighted by their speech, and a clip with too
     few accepted windows (:func:`edge.decision.enough_speech`) gets no gender."""
-    by_rec: dict[int, list[int]] = defaultdict(list)
-    for i, (rec, variant) in enumerate(zip(windows.recording, windows.variant, strict=True)):
-        if variant == 0:
-            by_rec[rec].append(i)
+    by_rec = clean_windows_by_recording(windows)
     speech = np.asarray(windows.speech)
     accepted = accepted_as_speech(p_speech)
     p = np.full(len(indices), np.nan)
@@ -115,12 +121,10 @@ def clip_median_f0(windows: Windows, indices: Sequence[int], settings: FeatureSe
     if not settings.pitch:
         return out
     column = settings.n_mfcc  # log2(F0 / reference), then the voicing strength
-    by_rec: dict[int, list[np.ndarray]] = defaultdict(list)
-    for features, rec, variant in zip(windows.features, windows.recording, windows.variant, strict=True):
-        if variant == 0:
-            by_rec[rec].append(features[features[:, column + 1] > settings.vad_voicing, column])
+    by_rec = clean_windows_by_recording(windows)
     for k, index in enumerate(indices):
-        voiced = np.concatenate(by_rec[index]) if by_rec.get(index) else np.zeros(0)
+        frames = [windows.features[i] for i in by_rec.get(index, [])]
+        voiced = np.concatenate([f[f[:, column + 1] > settings.vad_voicing, column] for f in frames] or [np.zeros(0)])
         if voiced.size:
             out[k] = PITCH_REFERENCE_HZ * 2.0 ** float(np.median(voiced))
     return out
