@@ -106,7 +106,8 @@ class _Timeline:
         tick = time.perf_counter()
         p_female, p_speech = self.detector.infer([f for _, f in self._pending])
         self.timings["inference"] += time.perf_counter() - tick
-        for i, pf, ps, is_speech in zip(indices, p_female, p_speech, accepted_as_speech(p_speech), strict=True):
+        accepted = accepted_as_speech(p_speech, self.detector.speech_threshold)
+        for i, pf, ps, is_speech in zip(indices, p_female, p_speech, accepted, strict=True):
             s = self.segments[i]
             self.segments[i] = Segment(s.start, s.end, float(pf) if is_speech else None, s.speech_seconds,
                                        None if np.isnan(ps) else float(ps))
@@ -141,6 +142,11 @@ class Detector:
     @property
     def settings(self) -> FeatureSettings:
         return self._loaded.settings
+
+    @property
+    def speech_threshold(self) -> float:
+        """A window is speech when the model's p_speech reaches this (the model carries it)."""
+        return self.metadata.speech_threshold
 
     @property
     def detects_speech(self) -> bool:

@@ -7,7 +7,8 @@ date only by the explicit migrations below.
 
 Model I/O contract: input ``features`` float32 [batch, time, n_features] (time dynamic); output
 ``p_female`` float32 [batch, 1], the probability that the speaker is female (labels[1]); optionally
-``p_speech`` float32 [batch, 1], the probability that the window is speech, when ``outputs`` says so.
+``p_speech`` float32 [batch, 1], the probability that the window is speech, when ``outputs`` says so;
+a window is taken for speech when ``p_speech`` reaches the model's ``speech_threshold``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .decision import SPEECH_THRESHOLD
 from .errors import ModelError
 from .settings import FeatureSettings
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 METADATA_PREFIX = "gvd."
 INPUT_NAME = "features"
 OUTPUT_NAME = "p_female"
@@ -32,7 +34,8 @@ CELLS = ("lstm", "gru", "rnn")
 _KEYS_V1 = ("format_version", "feature_settings", "labels", "threshold", "cell", "model_version", "created",
             "data_manifest_sha256", "metrics", "license")
 # Every key each format version writes; all of them are required when reading that version.
-KEYS_BY_VERSION: dict[int, tuple[str, ...]] = {1: _KEYS_V1, 2: (*_KEYS_V1, "outputs")}
+KEYS_BY_VERSION: dict[int, tuple[str, ...]] = {1: _KEYS_V1, 2: (*_KEYS_V1, "outputs"),
+                                               3: (*_KEYS_V1, "outputs", "speech_threshold")}
 
 
 def _v1_to_v2(values: dict[str, str]) -> dict[str, str]:
@@ -40,7 +43,12 @@ def _v1_to_v2(values: dict[str, str]) -> dict[str, str]:
     return {**values, "outputs": json.dumps([OUTPUT_NAME]), "format_version": "2"}
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {1: _v1_to_v2}
+def _v2_to_v3(values: dict[str, str]) -> dict[str, str]:
+    # Format 2 models were judged with the one threshold every model then shared.
+    return {**values, "speech_threshold": repr(SPEECH_THRESHOLD), "format_version": "3"}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,8 @@ class ModelMetadata:
     metrics: dict[str, Any] = field(default_factory=dict)
     license: str = ""
     outputs: tuple[str, ...] = (OUTPUT_NAME,)
+    # A window is speech when p_speech reaches this (chosen per model on held-out corpora at export)
+    speech_threshold: float = SPEECH_THRESHOLD
     format_version: int = FORMAT_VERSION
 
     @property
@@ -75,6 +85,7 @@ class ModelMetadata:
             "metrics": json.dumps(self.metrics, sort_keys=True),
             "license": self.license,
             "outputs": json.dumps(list(self.outputs)),
+            "speech_threshold": repr(float(self.speech_threshold)),
         }
         return {METADATA_PREFIX + key: value for key, value in values.items()}
 
@@ -93,6 +104,7 @@ class ModelMetadata:
             metrics=_metrics(values["metrics"]),
             license=_text(values, "license"),
             outputs=_outputs(values["outputs"]),
+            speech_threshold=_threshold(values["speech_threshold"], "speech threshold"),
             format_version=FORMAT_VERSION,
         )
 
@@ -158,13 +170,13 @@ def _cell(value: str) -> str:
     return value
 
 
-def _threshold(text: str) -> float:
+def _threshold(text: str, what: str = "decision threshold") -> float:
     try:
         threshold = float(text)
     except ValueError:
-        raise ModelError(f"the model's decision threshold {text!r} is not a number") from None
+        raise ModelError(f"the model's {what} {text!r} is not a number") from None
     if not 0.0 < threshold < 1.0:
-        raise ModelError(f"the model's decision threshold {threshold} is outside (0, 1)")
+        raise ModelError(f"the model's {what} {threshold} is outside (0, 1)")
     return threshold
 
 

@@ -133,7 +133,7 @@ class StreamingDetector:
         if window.features is not None and window.speech_seconds >= self.min_speech_seconds - 1e-9:
             p_female, p_speech_all = self.detector.infer([window.features])
             p_speech = None if np.isnan(p_speech_all[0]) else float(p_speech_all[0])
-            if self._share.add(bool(accepted_as_speech(p_speech_all)[0])):
+            if self._share.add(bool(accepted_as_speech(p_speech_all, self.detector.speech_threshold)[0])):
                 p_window = float(p_female[0])
         else:
             self._share.clear()  # silence: the next sound is judged afresh

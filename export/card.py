@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edge.metadata import SPEECH_OUTPUT_NAME
+
 from .manifest import loco_accuracy
 
 # What each shared corpus is and its licence (../shared/data/README.md); counts come from training.json.
@@ -138,6 +140,28 @@ def _metrics_sections(results) -> list[str]:
     return lines
 
 
+def _speech_threshold_lines(floats) -> list[str]:
+    """Each model's speech threshold and what it did on the held-out corpora it was chosen on."""
+    rows = []
+    for r in floats:
+        if SPEECH_OUTPUT_NAME not in r.record.outputs:
+            continue
+        choice = r.record.metrics.get("speech_threshold")
+        if isinstance(choice, dict):
+            rows.append(f"| {r.name} | {r.record.speech_threshold:.2f} | {choice['speech_lost']} of "
+                        f"{choice['speech_clips']} | {choice['nonspeech_rejected']} of {choice['nonspeech_clips']} |")
+        else:
+            rows.append(f"| {r.name} | {r.record.speech_threshold:.2f} | not measured | not measured |")
+    if not rows:
+        return []
+    return ["A window is speech when `p_speech` reaches the model's speech threshold (`gvd.speech_threshold`): "
+            "the highest of 0.50, 0.55, ..., 0.95 at which at most 0.5 % of the held-out speech clips of "
+            "leave-one-corpus-out get no gender, so a model whose speech output is less sure of music asks "
+            "more of it.", "",
+            "| model | speech threshold | held-out speech clips without a gender | held-out non-speech clips "
+            "without a gender |", "|---|---:|---:|---:|", *rows, ""]
+
+
 def _settings_text(settings) -> str:
     """Every other feature setting as written in the model (the card follows whatever fields exist)."""
     shown = {"sample_rate", "window_seconds", "window_hop_seconds", "min_speech_seconds", "schema"}
@@ -170,8 +194,9 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
         "",
         "Small recurrent networks that decide whether a voice is female or male from 3-second windows of "
         "speech, run by the `gvd` runtime with onnxruntime on the device. Each file is self-describing: its "
-        "ONNX metadata (`gvd.*` keys) holds the feature settings, labels, decision threshold, cell, version, "
-        "creation date, training-data manifest hash, metrics and licence, and the runtime refuses a model "
+        "ONNX metadata (`gvd.*` keys) holds the feature settings, labels, decision threshold, speech "
+        "threshold, cell, version, creation date, training-data manifest hash, metrics and licence, and the "
+        "runtime refuses a model "
         "whose settings it cannot honour. `manifest.json` lists every file with its sha256, which the "
         "runtime checks before loading.",
         "",
@@ -263,6 +288,7 @@ def card_text(results, default: str, train_dir: Path | None = None) -> str:
         "",
         f"Decision threshold: {', '.join(f'{r.name} {r.record.threshold:.3f}' for r in floats)}.",
         "",
+        *_speech_threshold_lines(floats),
         *_metrics_sections(results),
         "",
         "## Features",

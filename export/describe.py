@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.decision import SPEECH_THRESHOLD
 from edge.metadata import METADATA_PREFIX, OUTPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from edge.settings import FeatureSettings
 
@@ -33,6 +34,8 @@ class TrainingRecord:
     license: str = ""
     preset: str = ""
     outputs: tuple[str, ...] = (OUTPUT_NAME,)  # the network's outputs; p_speech when it has a speech head
+    # Chosen on held-out corpora when leave-one-corpus-out results were merged in; else the shared default
+    speech_threshold: float = SPEECH_THRESHOLD
     # Per corpus: files, female and male speakers, kind (adult / children / nonspeech), for the model card
     corpora: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
@@ -53,8 +56,11 @@ class TrainingRecord:
         try:
             settings = FeatureSettings.from_dict(data["feature_settings"])
             threshold = float(data["threshold"])
+            speech_threshold = float(data.get("speech_threshold", SPEECH_THRESHOLD))
         except Exception as exc:
             raise ExportError(f"{path}: invalid feature settings or threshold: {exc}") from exc
+        if not SPEECH_THRESHOLD <= speech_threshold < 1.0:
+            raise ExportError(f"{path}: speech_threshold {speech_threshold} is outside [{SPEECH_THRESHOLD}, 1)")
         # Runs trained before the speech output existed have p_female only.
         outputs = tuple(data.get("outputs", [OUTPUT_NAME]))
         if not outputs or outputs[0] != OUTPUT_NAME or not set(outputs) <= set(OUTPUT_NAMES):
@@ -64,7 +70,7 @@ class TrainingRecord:
                    metrics=dict(data.get("metrics") or {}),
                    data_manifest_sha256=str(data.get("data_manifest_sha256", "")),
                    license=str(data.get("license", "")), preset=str(data.get("preset", "")), outputs=outputs,
-                   corpora=dict(data.get("corpora") or {}), path=path)
+                   speech_threshold=speech_threshold, corpora=dict(data.get("corpora") or {}), path=path)
 
     def metadata(self, extra_metrics: dict[str, Any] | None = None) -> ModelMetadata:
         metrics = dict(self.metrics)
@@ -74,7 +80,8 @@ class TrainingRecord:
         return ModelMetadata(feature_settings=self.feature_settings, cell=self.cell,
                              model_version=self.model_version, created=self.created, threshold=self.threshold,
                              data_manifest_sha256=self.data_manifest_sha256, metrics=metrics,
-                             license=self.license or DEFAULT_LICENSE, outputs=self.outputs)
+                             license=self.license or DEFAULT_LICENSE, outputs=self.outputs,
+                             speech_threshold=self.speech_threshold)
 
 
 def attach_metadata(proto, metadata: ModelMetadata) -> None:

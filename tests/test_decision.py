@@ -84,3 +84,33 @@ def test_a_stream_ignores_an_accepted_moment_in_a_rejected_sound_and_follows_rea
     # the high voice that goes on is speech once it fills a window and half of the last 5 s
     female = [e.time for e in events if e.label == "female"]
     assert female and 20.0 < female[0] <= 24.0
+
+
+def test_a_window_reaches_a_threshold_of_its_own():
+    p_speech = np.array([0.6, 0.64, 0.65, 0.9, np.nan])
+    assert accepted_as_speech(p_speech, 0.65).tolist() == [False, False, True, True, True]
+
+
+def test_clips_and_streams_follow_the_speech_threshold_the_model_carries(tmp_path):
+    """The same network with a stricter speech threshold in its metadata rejects what the other accepts."""
+    from dataclasses import replace
+
+    from model_fixtures import test_metadata
+
+    lenient = Detector(make_pitch_model(tmp_path / "lenient.onnx", speech_from_pitch=True))
+    strict = Detector(make_pitch_model(tmp_path / "strict.onnx", replace(test_metadata(speech_output=True),
+                                                                          speech_threshold=0.95),
+                                       speech_from_pitch=True))
+    assert (lenient.speech_threshold, strict.speech_threshold) == (SPEECH_THRESHOLD, 0.95)
+    y = voice(180, 6.0, seed=5)
+    heard = lenient.predict(y, RATE)
+    p_speech = [s.p_speech for s in heard.segments if s.p_speech is not None]
+    assert p_speech and all(SPEECH_THRESHOLD < p < 0.95 for p in p_speech)  # between the two thresholds
+    assert heard.label == "female"
+    rejected = strict.predict(y, RATE)
+    assert (rejected.label, rejected.reason) == ("no_speech", "not_speech")
+    for detector, labels in ((lenient, {"female"}), (strict, {"no_speech"})):
+        stream = detector.stream()
+        events = [e for start in range(0, y.size, 1600) for e in stream.feed(y[start : start + 1600], RATE)]
+        events += stream.flush()
+        assert {e.label for e in events if e.time >= 3.0} == labels

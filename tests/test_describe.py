@@ -38,3 +38,12 @@ def test_a_speech_head_reaches_the_metadata(tmp_path):
 def test_other_outputs_are_refused(tmp_path, outputs):
     with pytest.raises(ExportError, match="outputs"):
         TrainingRecord.load(training_json(tmp_path, outputs=outputs))
+
+
+def test_the_speech_threshold_chosen_in_training_reaches_the_metadata(tmp_path):
+    record = TrainingRecord.load(training_json(tmp_path, outputs=[OUTPUT_NAME, SPEECH_OUTPUT_NAME],
+                                               speech_threshold=0.65))
+    assert record.metadata().speech_threshold == 0.65
+    assert TrainingRecord.load(training_json(tmp_path)).metadata().speech_threshold == 0.5  # older runs
+    with pytest.raises(ExportError, match=r"speech_threshold 0.3 is outside \[0.5, 1\)"):
+        TrainingRecord.load(training_json(tmp_path, speech_threshold=0.3))

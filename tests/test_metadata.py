@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from edge.decision import SPEECH_THRESHOLD
 from edge.errors import ModelError
 from edge.metadata import (
     FORMAT_VERSION,
@@ -34,7 +35,12 @@ def props(**changes: str | None) -> dict[str, str]:
 
 def v1_props() -> dict[str, str]:
     """What an exporter of format 1 wrote: no outputs key."""
-    return props(format_version="1", outputs=None)
+    return props(format_version="1", outputs=None, speech_threshold=None)
+
+
+def v2_props(**changes: str | None) -> dict[str, str]:
+    """What an exporter of format 2 wrote: no speech threshold of its own."""
+    return props(format_version="2", speech_threshold=None, **changes)
 
 
 def test_round_trip():
@@ -71,6 +77,25 @@ def test_format_1_migrates_to_a_model_without_speech_output():
     assert migrated.outputs == (OUTPUT_NAME,) and not migrated.has_speech_output
     assert migrated.format_version == FORMAT_VERSION
     assert set(MIGRATIONS) == set(range(1, FORMAT_VERSION))  # one step per older format, none skipped
+
+
+def test_format_2_migrates_to_the_speech_threshold_every_model_then_shared():
+    migrated = ModelMetadata.from_props(v2_props(outputs=json.dumps([OUTPUT_NAME, SPEECH_OUTPUT_NAME])))
+    assert migrated.has_speech_output and migrated.speech_threshold == SPEECH_THRESHOLD == 0.5
+    assert migrated.format_version == FORMAT_VERSION
+
+
+def test_a_key_format_2_did_not_have_is_refused_in_format_2():
+    with pytest.raises(ModelError, match="format 2 does not define.*gvd.speech_threshold"):
+        ModelMetadata.from_props(v2_props() | {METADATA_PREFIX + "speech_threshold": "0.7"})
+
+
+def test_speech_threshold_round_trips_and_is_checked():
+    metadata = replace(test_metadata(), outputs=(OUTPUT_NAME, SPEECH_OUTPUT_NAME), speech_threshold=0.65)
+    assert ModelMetadata.from_props(metadata.to_props()).speech_threshold == 0.65
+    for bad, message in (("1.5", "speech threshold 1.5 is outside"), ("high", "speech threshold 'high' is not")):
+        with pytest.raises(ModelError, match=message):
+            ModelMetadata.from_props(props(speech_threshold=bad))
 
 
 def test_a_key_format_1_did_not_have_is_refused_in_format_1():

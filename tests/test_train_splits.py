@@ -178,3 +178,80 @@ def test_pitch_overlap_counts_low_women_and_high_men_in_the_loco_table():
         "b": {"balanced_accuracy": 0.8, "pitch_overlap": {"female_low": [3, 3], "male_high": [0, 1]}}}}})
     assert table["default"]["lstm"]["pitch_overlap"] == {"female_low": [4, 5], "male_high": [1, 3]}
     assert "women under 185 Hz 80.0 % right (4 of 5); men over 180 Hz 33.3 % right (1 of 3)" in text
+
+
+def test_speech_threshold_is_the_highest_that_keeps_held_out_speech_within_budget():
+    import numpy as np
+
+    from train.evaluate import SPEECH_LOSS_BUDGET, SPEECH_THRESHOLD_GRID, choose_speech_threshold
+
+    assert SPEECH_THRESHOLD_GRID[0] == 0.5 and SPEECH_LOSS_BUDGET == 0.005
+    # 400 held-out clips: two may go (0.5 %). A clip is lost once fewer than half its windows reach the threshold.
+    doubtful = [np.array([0.71]), np.array([0.74, 0.3, 0.9]), np.array([0.86, 0.88]), np.array([0.62, 0.95])]
+    music = [np.array([0.6, 0.2]), np.array([0.8]), np.array([0.3])]
+    choice = choose_speech_threshold([np.array([0.99, 0.98])] * 396 + doubtful, music)
+    assert (choice.threshold, choice.speech_lost, choice.nonspeech_rejected) == (0.85, 2, 3)  # 0.9 loses 3
+    choice = choose_speech_threshold([np.array([0.99])] * 398 + doubtful[2:], music)
+    assert (choice.threshold, choice.speech_lost) == (0.95, 1)  # the top of the grid
+    assert (choice.speech_clips, choice.nonspeech_clips, choice.nonspeech_rejected) == (400, 3, 3)
+    # Clips with no judged window are lost at every threshold: past the budget, the shared default stays
+    choice = choose_speech_threshold([np.array([0.99])] * 400 + [np.zeros(0)] * 10, music)
+    assert (choice.threshold, choice.speech_lost, choice.nonspeech_rejected) == (0.5, 10, 1)
+
+
+def test_merged_loco_clips_set_each_cells_speech_threshold(tmp_path):
+    """python -m train.loco_merge chooses each speech-output cell's threshold from the LOCO run's clips."""
+    import json
+
+    import numpy as np
+
+    from train.data import Recording
+    from train.evaluate import ClipScores
+    from train.loco_merge import merge
+    from train.train import FoldResult, read_loco_windows, write_loco_clips
+
+    recs = [Recording(Path(f"/d/urdu/{i}.flac"), "male", f"s{i}", "urdu") for i in range(200)]
+    music = Recording(Path("/d/ns/m.flac"), "nonspeech", "m", "nonspeech_shared")
+    p_speech = [np.array([0.97])] * 199 + [np.array([0.72])]  # one doubtful clip in 200 may go
+    scores = ClipScores(recs, np.full(200, 0.2), np.zeros(200), None, p_speech, p_speech,
+                        [np.array([2.0])] * 200)
+    noise = ClipScores([music], np.array([0.4]), np.array([-1]), None, [np.array([0.8])], [np.array([0.4])],
+                       [np.array([2.0])])
+    loco_run = tmp_path / "loco"
+    write_loco_clips(loco_run / "loco_clips.csv", {"default": {"rnn": {"urdu": FoldResult({}, scores, None, noise)}}})
+    speech, nonspeech = read_loco_windows(loco_run / "loco_clips.csv")["rnn"]
+    assert len(speech) == 200 and [w.tolist() for w in nonspeech] == [[0.8]]
+    (loco_run / "run_summary.json").write_text(json.dumps({"preset": "default", "manifest_sha256": "ab",
+                                                           "cells": {"rnn": {"loco": {"urdu": {"n_clips": 200}}}}}))
+    final = tmp_path / "final"
+    (final / "rnn").mkdir(parents=True)
+    (final / "rnn" / "training.json").write_text(json.dumps({
+        "cell": "rnn", "outputs": ["p_female", "p_speech"], "preset": "default", "data_manifest_sha256": "ab",
+        "speech_threshold": 0.5, "metrics": {}}))
+    assert merge(final, [loco_run]) == ["rnn"]
+    record = json.loads((final / "rnn" / "training.json").read_text())
+    assert record["speech_threshold"] == 0.95  # the 0.72 clip is within 0.5 % of 200
+    assert record["metrics"]["speech_threshold"] | {"budget": None} == {
+        "threshold": 0.95, "speech_clips": 200, "speech_lost": 1, "nonspeech_clips": 1, "nonspeech_rejected": 1,
+        "budget": None}
+
+
+def test_a_run_with_loco_and_final_models_chooses_from_every_fold_and_its_held_out_sounds():
+    import numpy as np
+
+    from train.data import Recording
+    from train.evaluate import ClipScores
+    from train.train import FoldResult, speech_threshold_choice
+
+    def scores(corpus: str, label: str, p_speech: list[list[float]]) -> ClipScores:
+        recs = [Recording(Path(f"/d/{corpus}/{i}.flac"), label, f"s{i}", corpus) for i in range(len(p_speech))]
+        windows = [np.array(p) for p in p_speech]
+        return ClipScores(recs, np.full(len(recs), 0.5), np.zeros(len(recs)), None, windows, windows, windows)
+
+    folds = {"urdu": FoldResult({}, scores("urdu", "male", [[0.99]] * 250), None,  # type: ignore[arg-type]
+                                scores("ns", "nonspeech", [[0.7], [0.2]])),
+             "tess": FoldResult({}, scores("tess", "female", [[0.99]] * 148 + [[0.66], [0.81]]), None)}  # type: ignore[arg-type]
+    choice = speech_threshold_choice(folds)
+    # 400 clips over both folds, so two may go: the two doubtful ones are, at the top of the grid
+    assert (choice.threshold, choice.speech_clips, choice.speech_lost) == (0.95, 400, 2)
+    assert (choice.nonspeech_clips, choice.nonspeech_rejected) == (2, 2)

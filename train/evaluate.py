@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.decision import accepted_as_speech, enough_speech
+from edge.decision import SPEECH_THRESHOLD, accepted_as_speech, enough_speech
 from edge.features import PITCH_REFERENCE_HZ
 from edge.pipeline import aggregate
 from edge.settings import FeatureSettings
@@ -232,3 +232,49 @@ def evaluate(model, recordings: Sequence[Recording], windows: Windows, indices: 
     if len(indo.recordings):
         metrics["indonesian_per_format"] = grouped_metrics(indo, format_of, threshold)
     return metrics, scores
+
+
+# Held-out speech clips a model's speech threshold may cost, at most (a share of them).
+SPEECH_LOSS_BUDGET = 0.005
+# Thresholds tried, from the shared default up.
+SPEECH_THRESHOLD_GRID = tuple(round(SPEECH_THRESHOLD + 0.05 * k, 2) for k in range(10))
+
+
+@dataclass(frozen=True)
+class SpeechThresholdChoice:
+    """A model's speech threshold and what it does on the held-out corpora it was chosen on."""
+
+    threshold: float
+    speech_clips: int
+    speech_lost: int  # held-out speech clips that get no gender at this threshold
+    nonspeech_clips: int
+    nonspeech_rejected: int  # held-out non-speech clips that get no gender at this threshold
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"threshold": self.threshold, "speech_clips": self.speech_clips, "speech_lost": self.speech_lost,
+                "nonspeech_clips": self.nonspeech_clips, "nonspeech_rejected": self.nonspeech_rejected,
+                "budget": SPEECH_LOSS_BUDGET}
+
+
+def _speech_clips(window_p_speech: Sequence[np.ndarray], threshold: float) -> int:
+    """Clips that count as speech at ``threshold``: enough of their judged windows reach it."""
+    return sum(enough_speech(int(accepted_as_speech(p, threshold).sum()), len(p)) for p in window_p_speech)
+
+
+def choose_speech_threshold(speech: Sequence[np.ndarray], nonspeech: Sequence[np.ndarray]) -> SpeechThresholdChoice:
+    """The highest threshold of the grid at which the held-out speech clips lost to ``no_speech`` stay
+    within the budget (each clip given as its judged windows' p_speech, in any order).
+
+    Models differ in how sure their speech output is: one threshold for all let the weakest pass twice
+    as many unseen sounds as the best (measured on unseen system sounds). Clips without a judged
+    window are lost at every threshold and count against the budget, so the choice is never below
+    the shared default.
+    """
+    budget = SPEECH_LOSS_BUDGET * len(speech)
+    best = SPEECH_THRESHOLD_GRID[0]
+    for threshold in SPEECH_THRESHOLD_GRID:
+        if len(speech) - _speech_clips(speech, threshold) > budget:
+            break
+        best = threshold
+    return SpeechThresholdChoice(best, len(speech), len(speech) - _speech_clips(speech, best), len(nonspeech),
+                                 len(nonspeech) - _speech_clips(nonspeech, best))

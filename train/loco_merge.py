@@ -16,7 +16,11 @@ from pathlib import Path
 
 import click
 
+from edge.metadata import SPEECH_OUTPUT_NAME
+
+from .evaluate import choose_speech_threshold
 from .reports import loco_summary, loco_table, write_json
+from .train import read_loco_windows
 
 
 def _same_recipe(summary: dict, record: dict) -> bool:
@@ -63,10 +67,13 @@ def merge(into: Path, runs: list[Path]) -> list[str]:
     merged = []
     tables: dict = {}
     for run in runs:
+        clips: dict = {}
         if run.is_file():
             summary = summary_from_table(run, into)
         else:
             summary = json.loads((run / "run_summary.json").read_text(encoding="utf-8"))
+            if (run / "loco_clips.csv").is_file():
+                clips = read_loco_windows(run / "loco_clips.csv")
         for cell, metrics in summary.get("cells", {}).items():
             loco = metrics.get("loco")
             path = into / cell / "training.json"
@@ -78,6 +85,10 @@ def merge(into: Path, runs: list[Path]) -> list[str]:
                                            f"than {path}")
             record["metrics"]["loco"] = loco
             record["metrics"].update(loco_summary(loco))
+            if cell in clips and SPEECH_OUTPUT_NAME in record.get("outputs", []):
+                choice = choose_speech_threshold(*clips[cell])
+                record["metrics"]["speech_threshold"] = choice.to_dict()
+                record["speech_threshold"] = choice.threshold
             write_json(path, record)
             tables.setdefault(summary.get("preset", "default"), {})[cell] = loco
             merged.append(cell)

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.decision import SPEECH_THRESHOLD
 from edge.metadata import OUTPUT_NAME, SPEECH_OUTPUT_NAME
 from edge.pipeline import normalize_window
 
 from .config import TrainConfig
 from .data import LOCO_GROUPS, NONSPEECH, Recording
 from .dataset import Windows
-from .evaluate import ClipScores
+from .evaluate import ClipScores, SpeechThresholdChoice, choose_speech_threshold
 from .test_windows import write_test_windows
 
 LENGTH_STEP = 4  # crop lengths are multiples of this many frames (fewer distinct shapes to trace)
@@ -515,7 +516,7 @@ def corpus_table(recordings: Sequence[Recording]) -> dict[str, dict]:
 
 
 def _training_json(config: TrainConfig, cell: str, metrics: dict, manifest_sha: str, created: str,
-                   corpora: dict | None = None) -> dict:
+                   corpora: dict | None = None, speech_threshold: float = SPEECH_THRESHOLD) -> dict:
     from .config import LICENSE
 
     speech_head = config.model_config(cell).speech_head
@@ -525,6 +526,7 @@ def _training_json(config: TrainConfig, cell: str, metrics: dict, manifest_sha: 
         "model_config": config.model_config(cell).to_dict(),
         "feature_settings": config.features.to_dict(),
         "threshold": 0.5,
+        "speech_threshold": speech_threshold,
         "metrics": metrics,
         "data_manifest_sha256": manifest_sha,
         "license": LICENSE,
@@ -558,9 +560,9 @@ class _Run:
     def stamp(self) -> str:
         return self.created.replace("-", "").replace(":", "")
 
-    def training_json(self, cell: str, metrics: dict) -> dict:
+    def training_json(self, cell: str, metrics: dict, speech_threshold: float = SPEECH_THRESHOLD) -> dict:
         return _training_json(self.config, cell, metrics, self.prepared.manifest_sha256, self.created,
-                              corpus_table(self.prepared.recordings))
+                              corpus_table(self.prepared.recordings), speech_threshold)
 
 
 def run(config: TrainConfig, options: RunOptions) -> dict:
@@ -670,6 +672,22 @@ def _run_all_loco(current: _Run, summary: dict) -> tuple[dict, dict]:
     return loco, {"markdown": md, "json": table}
 
 
+def read_loco_windows(path: Path) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
+    """Per cell of a ``loco_clips.csv`` (default preset): the held-out speech clips' and non-speech
+    clips' window p_speech, as :func:`write_loco_clips` wrote them."""
+    import csv
+
+    out: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["preset"] == "original":
+                continue
+            windows = np.array([float(v) for v in row["p_speech_windows"].split(";") if v])
+            speech, nonspeech = out.setdefault(row["cell"], ([], []))
+            (nonspeech if row["label"] == NONSPEECH else speech).append(windows)
+    return out
+
+
 def write_loco_clips(path: Path, loco: dict[str, dict[str, dict[str, FoldResult]]]) -> None:
     """Every held-out clip's p_female (empty: no gender) and, for each window the model judged in time
     order (``;``-separated), its p_speech, p_female and seconds of speech; one row per preset, cell and
@@ -739,10 +757,24 @@ def _report_final_cell(current: _Run, cell: str, final_fit: tuple, cell_loco: di
     folder = write_cell_report(current.reports_root / f"{cell}_{current.stamp}", cell, metrics_all, scores, 0.5,
                                histories, {h: fold.scores for h, fold in cell_loco.items()},
                                tables.get("markdown"), tables.get("json"))
+    speech_threshold = SPEECH_THRESHOLD
+    if cell_loco and current.config.model_config(cell).speech_head:
+        choice = speech_threshold_choice(cell_loco)
+        metrics_all["speech_threshold"] = choice.to_dict()
+        speech_threshold = choice.threshold
     summary["cells"][cell] = metrics_all
     if current.out_dir is not None:
-        write_json(current.out_dir / cell / "training.json", current.training_json(cell, metrics_all))
+        write_json(current.out_dir / cell / "training.json",
+                   current.training_json(cell, metrics_all, speech_threshold))
     return folder
+
+
+def speech_threshold_choice(folds: dict[str, FoldResult]) -> SpeechThresholdChoice:
+    """The speech threshold chosen on every held-out clip of a cell's leave-one-corpus-out folds."""
+    speech = [p for fold in folds.values() for p in fold.scores.window_p_speech or []]
+    nonspeech = [p for fold in folds.values() if fold.nonspeech is not None
+                 for p in fold.nonspeech.window_p_speech or []]
+    return choose_speech_threshold(speech, nonspeech)
 
 
 def _metrics_with_loco(metrics: dict, loco_metrics: dict) -> dict:
