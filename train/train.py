@@ -25,7 +25,7 @@ from edge.pipeline import normalize_window
 from .config import TrainConfig
 from .data import LOCO_GROUPS, NONSPEECH, Recording
 from .dataset import Windows
-from .evaluate import ClipScores, SpeechThresholdChoice, choose_speech_threshold
+from .evaluate import SPEECH_LOSS_BUDGET, ClipScores, SpeechThresholdChoice, choose_speech_threshold
 from .test_windows import write_test_windows
 
 LENGTH_STEP = 4  # crop lengths are multiples of this many frames (fewer distinct shapes to trace)
@@ -666,6 +666,7 @@ def _run_all_loco(current: _Run, summary: dict) -> tuple[dict, dict]:
                 summary["train_seconds"][f"{preset_name}/{cell}/loco-{held_out}"] = fold.fit.seconds
     md, table = loco_table({p: {c: {h: fold.metrics for h, fold in f.items()} for c, f in cells.items()}
                             for p, cells in loco.items()})
+    md += _speech_threshold_text(loco.get(config.preset, {}), config)
     summary["loco"] = table
     if current.out_dir is not None:
         write_loco_clips(current.out_dir / "loco_clips.csv", loco)
@@ -767,6 +768,23 @@ def _report_final_cell(current: _Run, cell: str, final_fit: tuple, cell_loco: di
         write_json(current.out_dir / cell / "training.json",
                    current.training_json(cell, metrics_all, speech_threshold))
     return folder
+
+
+def _speech_threshold_text(cells: dict[str, dict[str, FoldResult]], config: TrainConfig) -> str:
+    """The speech threshold each cell's folds choose (what the final model gets when they are merged
+    into its run), for the LOCO report."""
+    lines = []
+    for cell, folds in cells.items():
+        if folds and config.model_config(cell).speech_head:
+            c = speech_threshold_choice(folds)
+            lines.append(f"- {cell}: {c.threshold:.2f}; at it {c.speech_lost} of {c.speech_clips} held-out speech "
+                         f"clips and {c.nonspeech_rejected} of {c.nonspeech_clips} held-out non-speech clips get no "
+                         "gender")
+    if not lines:
+        return ""
+    title = (f"Speech threshold these folds choose (the highest at which at most {SPEECH_LOSS_BUDGET:.1%} of "
+             "the held-out speech clips lose their gender):")
+    return "\n".join(["", title, "", *lines, ""])
 
 
 def speech_threshold_choice(folds: dict[str, FoldResult]) -> SpeechThresholdChoice:
