@@ -242,7 +242,7 @@ def test_a_run_with_loco_and_final_models_chooses_from_every_fold_and_its_held_o
     from train.config import preset
     from train.data import Recording
     from train.evaluate import ClipScores
-    from train.train import FoldResult, _speech_threshold_text, speech_threshold_choice
+    from train.train import FoldResult, _speech_threshold_text, speech_threshold_choice, speech_threshold_choices
 
     def scores(corpus: str, label: str, p_speech: list[list[float]]) -> ClipScores:
         recs = [Recording(Path(f"/d/{corpus}/{i}.flac"), label, f"s{i}", corpus) for i in range(len(p_speech))]
@@ -257,7 +257,8 @@ def test_a_run_with_loco_and_final_models_chooses_from_every_fold_and_its_held_o
     assert (choice.threshold, choice.speech_clips, choice.speech_lost) == (0.95, 400, 2)
     assert (choice.nonspeech_clips, choice.nonspeech_rejected) == (2, 2)
     # The LOCO report says it, for cells with a speech output only
-    text = _speech_threshold_text({"gru": folds}, preset("default"))
+    assert speech_threshold_choices({"gru": folds}, preset("default")) == {"gru": choice}
+    text = _speech_threshold_text(speech_threshold_choices({"gru": folds}, preset("default")))
     assert "- gru: 0.95; at it 2 of 400 held-out speech clips and 2 of 2 held-out non-speech clips" in text
     assert "at most 0.5% of the held-out speech clips" in text
-    assert _speech_threshold_text({"gru": folds}, preset("original")) == ""  # no speech output
+    assert _speech_threshold_text(speech_threshold_choices({"gru": folds}, preset("original"))) == ""  # no output

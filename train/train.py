@@ -648,7 +648,8 @@ def _save_final_model(current: _Run, cell: str, cell_dir: Path, result: FitResul
 
 def _run_all_loco(current: _Run, summary: dict) -> tuple[dict, dict]:
     """LOCO of this preset (and of the original recipe with ``baseline``): ``({preset: {cell: {held_out:
-    FoldResult}}}, {"markdown": table, "json": table})``, both empty when LOCO is not run."""
+    FoldResult}}}, {"markdown": table, "json": table, "speech_thresholds": {cell: choice}})``, both empty
+    when LOCO is not run."""
     from .reports import loco_table
 
     config, options = current.config, current.options
@@ -666,11 +667,12 @@ def _run_all_loco(current: _Run, summary: dict) -> tuple[dict, dict]:
                 summary["train_seconds"][f"{preset_name}/{cell}/loco-{held_out}"] = fold.fit.seconds
     md, table = loco_table({p: {c: {h: fold.metrics for h, fold in f.items()} for c, f in cells.items()}
                             for p, cells in loco.items()})
-    md += _speech_threshold_text(loco.get(config.preset, {}), config)
+    thresholds = speech_threshold_choices(loco.get(config.preset, {}), config)
+    md += _speech_threshold_text(thresholds)
     summary["loco"] = table
     if current.out_dir is not None:
         write_loco_clips(current.out_dir / "loco_clips.csv", loco)
-    return loco, {"markdown": md, "json": table}
+    return loco, {"markdown": md, "json": table, "speech_thresholds": thresholds}
 
 
 def read_loco_windows(path: Path) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
@@ -759,8 +761,8 @@ def _report_final_cell(current: _Run, cell: str, final_fit: tuple, cell_loco: di
                                histories, {h: fold.scores for h, fold in cell_loco.items()},
                                tables.get("markdown"), tables.get("json"))
     speech_threshold = SPEECH_THRESHOLD
-    if cell_loco and current.config.model_config(cell).speech_head:
-        choice = speech_threshold_choice(cell_loco)
+    choice = tables.get("speech_thresholds", {}).get(cell)
+    if choice is not None:
         metrics_all["speech_threshold"] = choice.to_dict()
         speech_threshold = choice.threshold
     summary["cells"][cell] = metrics_all
@@ -770,20 +772,23 @@ def _report_final_cell(current: _Run, cell: str, final_fit: tuple, cell_loco: di
     return folder
 
 
-def _speech_threshold_text(cells: dict[str, dict[str, FoldResult]], config: TrainConfig) -> str:
-    """The speech threshold each cell's folds choose (what the final model gets when they are merged
-    into its run), for the LOCO report."""
-    lines = []
-    for cell, folds in cells.items():
-        if folds and config.model_config(cell).speech_head:
-            c = speech_threshold_choice(folds)
-            lines.append(f"- {cell}: {c.threshold:.2f}; at it {c.speech_lost} of {c.speech_clips} held-out speech "
-                         f"clips and {c.nonspeech_rejected} of {c.nonspeech_clips} held-out non-speech clips get no "
-                         "gender")
-    if not lines:
+def speech_threshold_choices(cells: dict[str, dict[str, FoldResult]],
+                             config: TrainConfig) -> dict[str, SpeechThresholdChoice]:
+    """The speech threshold each cell with a speech output chooses on its folds (what its final model
+    gets, in this run or when the folds are merged into its run)."""
+    return {cell: speech_threshold_choice(folds) for cell, folds in cells.items()
+            if folds and config.model_config(cell).speech_head}
+
+
+def _speech_threshold_text(choices: dict[str, SpeechThresholdChoice]) -> str:
+    """The chosen speech thresholds, for the LOCO report."""
+    if not choices:
         return ""
     title = (f"Speech threshold these folds choose (the highest at which at most {SPEECH_LOSS_BUDGET:.1%} of "
              "the held-out speech clips lose their gender):")
+    lines = [f"- {cell}: {c.threshold:.2f}; at it {c.speech_lost} of {c.speech_clips} held-out speech clips and "
+             f"{c.nonspeech_rejected} of {c.nonspeech_clips} held-out non-speech clips get no gender"
+             for cell, c in choices.items()]
     return "\n".join(["", title, "", *lines, ""])
 
 
