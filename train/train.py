@@ -19,13 +19,21 @@ from pathlib import Path
 import numpy as np
 
 from edge.decision import SPEECH_THRESHOLD
+from edge.features import PITCH_REFERENCE_HZ
 from edge.metadata import OUTPUT_NAME, SPEECH_OUTPUT_NAME
 from edge.pipeline import normalize_window
 
 from .config import TrainConfig
 from .data import LOCO_GROUPS, NONSPEECH, Recording
 from .dataset import Windows
-from .evaluate import SPEECH_LOSS_BUDGET, ClipScores, SpeechThresholdChoice, choose_speech_threshold
+from .evaluate import (
+    OVERLAP_FEMALE_BELOW_HZ,
+    OVERLAP_MALE_ABOVE_HZ,
+    SPEECH_LOSS_BUDGET,
+    ClipScores,
+    SpeechThresholdChoice,
+    choose_speech_threshold,
+)
 from .test_windows import write_test_windows
 
 LENGTH_STEP = 4  # crop lengths are multiples of this many frames (fewer distinct shapes to trace)
@@ -135,6 +143,8 @@ class BatchMaker:
         share = np.where(is_speech, 1.0 - config.nonspeech_fraction, config.nonspeech_fraction)
         stratum_weight = share * prior / np.maximum(np.where(is_speech, kind_total[0], kind_total[1]), 1e-12)
         weights = (stratum_weight / np.maximum(counts, 1))[data.strata]
+        if config.overlap_weight != 1.0:
+            weights = _favour_overlap(weights, data, config)
         return weights / weights.sum()
 
     def steps(self) -> int:
@@ -203,6 +213,33 @@ class BatchMaker:
                 span = int(self.rng.integers(0, config.mask_coefficients + 1))
                 start = int(self.rng.integers(0, width - span + 1))
                 x[row, :, start : start + span] = 0.0
+
+
+def in_pitch_overlap(data: TrainSet, settings) -> np.ndarray:
+    """Per window: a man's median voiced pitch above OVERLAP_MALE_ABOVE_HZ or a woman's below
+    OVERLAP_FEMALE_BELOW_HZ (False for non-speech and windows without voiced frames)."""
+    column = settings.n_mfcc  # log2(F0 / reference), then the voicing strength
+    male = np.log2(OVERLAP_MALE_ABOVE_HZ / PITCH_REFERENCE_HZ)
+    female = np.log2(OVERLAP_FEMALE_BELOW_HZ / PITCH_REFERENCE_HZ)
+    out = np.zeros(len(data), dtype=bool)
+    for i, (features, y) in enumerate(zip(data.windows.features, data.y, strict=True)):
+        voiced = features[features[:, column + 1] > settings.vad_voicing, column]
+        if y >= 0 and voiced.size:
+            median = float(np.median(voiced))
+            out[i] = median > male if y == 0 else median < female
+    return out
+
+
+def _favour_overlap(weights: np.ndarray, data: TrainSet, config: TrainConfig) -> np.ndarray:
+    """``weights`` with pitch-overlap windows ``overlap_weight`` times as likely as the others of their
+    stratum; each stratum keeps its share of the draws."""
+    if config.overlap_weight <= 0 or not config.features.pitch:
+        raise ValueError("overlap_weight must be positive and needs the pitch columns (features.pitch)")
+    boosted = weights * np.where(in_pitch_overlap(data, config.features), config.overlap_weight, 1.0)
+    n = data.speech_strata.size
+    before = np.bincount(data.strata, weights=weights, minlength=n)
+    after = np.bincount(data.strata, weights=boosted, minlength=n)
+    return boosted * (before / np.maximum(after, 1e-300))[data.strata]
 
 
 def _bce(y: np.ndarray, p: np.ndarray) -> np.ndarray:
