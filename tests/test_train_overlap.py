@@ -62,3 +62,9 @@ def test_overlap_weight_needs_a_positive_weight_and_the_pitch_columns(train_set)
     config = apply_overrides(preset("default"), {"features": {"vad": False}, "overlap_weight": 0.0})
     with pytest.raises(ValueError, match="overlap_weight"):
         BatchMaker(train_set, config, np.random.default_rng(0))
+
+
+def test_overlap_weight_without_balanced_draws_is_refused(train_set):
+    config = apply_overrides(preset("default"), {"features": {"vad": False}, "overlap_weight": 3.0, "balance": False})
+    with pytest.raises(ValueError, match="balance"):
+        BatchMaker(train_set, config, np.random.default_rng(0))

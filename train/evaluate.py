@@ -113,6 +113,13 @@ def clip_scores(recordings: Sequence[Recording], windows: Windows, p_female: np.
                       window_p_female, window_speech)
 
 
+def voiced_log_f0(features: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """The log2(F0 / PITCH_REFERENCE_HZ) column of a window's voiced frames (its pitch columns are
+    that, then the voicing strength, right after the cepstra)."""
+    column = settings.n_mfcc
+    return features[features[:, column + 1] > settings.vad_voicing, column]
+
+
 def clip_median_f0(windows: Windows, indices: Sequence[int], settings: FeatureSettings) -> np.ndarray:
     """Median F0 (Hz) of each recording's voiced speech frames, read from the pitch columns of its
     clean windows (frames shared by overlapping windows count once per window); NaN without pitch
@@ -120,11 +127,10 @@ def clip_median_f0(windows: Windows, indices: Sequence[int], settings: FeatureSe
     out = np.full(len(indices), np.nan)
     if not settings.pitch:
         return out
-    column = settings.n_mfcc  # log2(F0 / reference), then the voicing strength
     by_rec = clean_windows_by_recording(windows)
     for k, index in enumerate(indices):
         frames = [windows.features[i] for i in by_rec.get(index, [])]
-        voiced = np.concatenate([f[f[:, column + 1] > settings.vad_voicing, column] for f in frames] or [np.zeros(0)])
+        voiced = np.concatenate([voiced_log_f0(f, settings) for f in frames] or [np.zeros(0)])
         if voiced.size:
             out[k] = PITCH_REFERENCE_HZ * 2.0 ** float(np.median(voiced))
     return out

@@ -22,6 +22,7 @@ from edge.decision import SPEECH_THRESHOLD
 from edge.features import PITCH_REFERENCE_HZ
 from edge.metadata import OUTPUT_NAME, SPEECH_OUTPUT_NAME
 from edge.pipeline import normalize_window
+from edge.settings import FeatureSettings
 
 from .config import TrainConfig
 from .data import LOCO_GROUPS, NONSPEECH, Recording
@@ -33,6 +34,7 @@ from .evaluate import (
     ClipScores,
     SpeechThresholdChoice,
     choose_speech_threshold,
+    voiced_log_f0,
 )
 from .test_windows import write_test_windows
 
@@ -126,6 +128,8 @@ class BatchMaker:
         if not len(data):
             raise ValueError("no training windows: every training recording was silent or failed to decode")
         self.data, self.config, self.rng = data, config, rng
+        if config.overlap_weight != 1.0 and not config.balance:
+            raise ValueError("overlap_weight changes the balanced draws: it needs balance = true")
         self.lengths = data.windows.lengths
         self.y_gender = data.y_gender(config.single_sex_gender)
         self.p = self._draw_probabilities(data, config) if config.balance else None
@@ -215,15 +219,14 @@ class BatchMaker:
                 x[row, :, start : start + span] = 0.0
 
 
-def in_pitch_overlap(data: TrainSet, settings) -> np.ndarray:
+def in_pitch_overlap(data: TrainSet, settings: FeatureSettings) -> np.ndarray:
     """Per window: a man's median voiced pitch above OVERLAP_MALE_ABOVE_HZ or a woman's below
     OVERLAP_FEMALE_BELOW_HZ (False for non-speech and windows without voiced frames)."""
-    column = settings.n_mfcc  # log2(F0 / reference), then the voicing strength
     male = np.log2(OVERLAP_MALE_ABOVE_HZ / PITCH_REFERENCE_HZ)
     female = np.log2(OVERLAP_FEMALE_BELOW_HZ / PITCH_REFERENCE_HZ)
     out = np.zeros(len(data), dtype=bool)
     for i, (features, y) in enumerate(zip(data.windows.features, data.y, strict=True)):
-        voiced = features[features[:, column + 1] > settings.vad_voicing, column]
+        voiced = voiced_log_f0(features, settings)
         if y >= 0 and voiced.size:
             median = float(np.median(voiced))
             out[i] = median > male if y == 0 else median < female
