@@ -30,6 +30,7 @@ from edge.audio import load_audio  # noqa: E402
 from edge.features import PITCH_REFERENCE_HZ  # noqa: E402
 from edge.pipeline import FrameCursor  # noqa: E402
 from edge.settings import FeatureSettings  # noqa: E402
+from train.evaluate import voiced_frames  # noqa: E402
 
 DOWN, UP, CLOSE_OCTAVES = 0.6, 1.7, 0.1
 
@@ -60,13 +61,13 @@ def pitch_frames(y: np.ndarray, settings: FeatureSettings) -> tuple[np.ndarray, 
     cursor = FrameCursor(settings)
     windows = cursor.push(y) + cursor.finish()
     seen: dict[int, float] = {}
-    column = settings.n_mfcc  # log2(F0 / reference), then the voicing strength
     for window in windows:
         if window.features is None:
             continue
         frames = window.first_frame + np.flatnonzero(window.speech_mask)
-        voiced = window.features[:, column + 1] > settings.vad_voicing
-        for frame, log_f0 in zip(frames[voiced].tolist(), window.features[voiced, column].tolist(), strict=True):
+        voiced = voiced_frames(window.features, settings)
+        log_f0s = window.features[voiced, settings.n_mfcc]  # the log2(F0 / reference) column
+        for frame, log_f0 in zip(frames[voiced].tolist(), log_f0s.tolist(), strict=True):
             seen.setdefault(frame, PITCH_REFERENCE_HZ * 2.0**log_f0)
     index = np.array(sorted(seen), dtype=np.int64)
     return index, np.array([seen[i] for i in index.tolist()])

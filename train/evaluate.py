@@ -113,11 +113,15 @@ def clip_scores(recordings: Sequence[Recording], windows: Windows, p_female: np.
                       window_p_female, window_speech)
 
 
+def voiced_frames(features: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """Per frame of a window's (frames, features) input: voiced. The pitch columns follow the cepstra:
+    log2(F0 / PITCH_REFERENCE_HZ), then the voicing strength (:func:`edge.features.pitch_columns`)."""
+    return features[:, settings.n_mfcc + 1] > settings.vad_voicing
+
+
 def voiced_log_f0(features: np.ndarray, settings: FeatureSettings) -> np.ndarray:
-    """The log2(F0 / PITCH_REFERENCE_HZ) column of a window's voiced frames (its pitch columns are
-    that, then the voicing strength, right after the cepstra)."""
-    column = settings.n_mfcc
-    return features[features[:, column + 1] > settings.vad_voicing, column]
+    """The log2(F0 / PITCH_REFERENCE_HZ) column of a window's voiced frames."""
+    return features[voiced_frames(features, settings), settings.n_mfcc]
 
 
 def clip_median_f0(windows: Windows, indices: Sequence[int], settings: FeatureSettings) -> np.ndarray:

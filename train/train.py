@@ -34,6 +34,7 @@ from .evaluate import (
     ClipScores,
     SpeechThresholdChoice,
     choose_speech_threshold,
+    voiced_frames,
     voiced_log_f0,
 )
 from .test_windows import write_test_windows
@@ -200,9 +201,9 @@ class BatchMaker:
         config = self.config
         if not config.p_pitch_shift or not config.features.pitch:
             return
-        log_f0, voicing = config.features.n_mfcc, config.features.n_mfcc + 1
+        log_f0 = config.features.n_mfcc
         for row in np.flatnonzero(self.rng.random(x.shape[0]) < config.p_pitch_shift):
-            voiced = x[row, :, voicing] > config.features.vad_voicing
+            voiced = voiced_frames(x[row], config.features)
             x[row, voiced, log_f0] += self.rng.uniform(-config.pitch_shift_octaves, config.pitch_shift_octaves)
 
     def _mask(self, x: np.ndarray) -> None:
