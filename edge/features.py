@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .settings import FeatureSettings
+from .settings import N_FORMANTS, FeatureSettings
 
 
 def _hz_to_mel(freqs: np.ndarray | float) -> np.ndarray:
@@ -164,6 +164,15 @@ MAX_PITCH_HZ = 500.0
 _PITCH_BAND_HZ = (100.0, 1500.0)
 # log2(F0 / this) is the pitch column: 0 near the boundary between typical female and male voices.
 PITCH_REFERENCE_HZ = 150.0
+# Formants: linear prediction of the 0-5 kHz band alone (that band read as a 10 kHz signal), where a
+# 12th-order predictor finds F1-F3 of adult voices. Their frequencies are set by the vocal tract and
+# move little with the channel (an equaliser changes a peak's height, not where it is).
+_FORMANT_BAND_HZ = 5000.0
+_LPC_ORDER = 12
+_FORMANT_GRID = 512  # points of the predictor's FFT: its envelope every ~20 Hz up to 5 kHz
+_MIN_FORMANT_HZ = 200.0  # peaks below are the glottal source, not the tract
+# log2(F_k / these) are the formant columns: near 0 between typical female and male values.
+FORMANT_REFERENCE_HZ = (550.0, 1600.0, 2700.0)
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,8 @@ class FrameStats:
     energy_db: np.ndarray  # (n,) float32: mean square in dB full scale, DC and rumble excluded
     voicing: np.ndarray  # (n,) float32 in [0, 1]: peak normalised autocorrelation at a pitch lag
     f0: np.ndarray  # (n,) float32 Hz at that peak; 0 where not measured (quiet frames)
+    # (n, N_FORMANTS) float32 Hz: the first formants; 0 where not measured (quiet frames, or not asked for)
+    formants: np.ndarray
 
     def __len__(self) -> int:
         return int(self.energy_db.shape[0])
@@ -182,7 +193,12 @@ class FrameStats:
     def rows(self, lo: int, hi: int) -> FrameStats:
         """Frames ``lo`` to ``hi`` (absolute indices) as views, no copy."""
         a, b = lo - self.start, hi - self.start
-        return FrameStats(lo, self.cepstra[a:b], self.energy_db[a:b], self.voicing[a:b], self.f0[a:b])
+        return FrameStats(lo, self.cepstra[a:b], self.energy_db[a:b], self.voicing[a:b], self.f0[a:b],
+                          self.formants[a:b])
+
+    def copy(self) -> FrameStats:
+        return FrameStats(self.start, self.cepstra.copy(), self.energy_db.copy(), self.voicing.copy(), self.f0.copy(),
+                          self.formants.copy())
 
     @staticmethod
     def join(parts: list[FrameStats]) -> FrameStats:
@@ -191,12 +207,13 @@ class FrameStats:
             return parts[0]
         return FrameStats(parts[0].start, np.concatenate([p.cepstra for p in parts]),
                           np.concatenate([p.energy_db for p in parts]), np.concatenate([p.voicing for p in parts]),
-                          np.concatenate([p.f0 for p in parts]))
+                          np.concatenate([p.f0 for p in parts]), np.concatenate([p.formants for p in parts]))
 
     @staticmethod
     def empty(start: int, n_mfcc: int) -> FrameStats:
         zeros = np.zeros(0, dtype=np.float32)
-        return FrameStats(start, np.zeros((0, n_mfcc), dtype=np.float32), zeros, zeros, zeros)
+        return FrameStats(start, np.zeros((0, n_mfcc), dtype=np.float32), zeros, zeros, zeros,
+                          np.zeros((0, N_FORMANTS), dtype=np.float32))
 
 
 # Mel filters per dense block of the filter bank (see _MelBank).
@@ -268,6 +285,7 @@ class _Analysis:
     acf_rows: int  # frames per autocorrelation product (see BLAS_ONE_THREAD_LIMIT)
     power_scale: float  # power sum -> mean square of the frame
     top_bin: int  # bins above this are never read
+    formants: _Formants | None  # None when formants are not asked for
 
     @property
     def lag_samples(self) -> float:
@@ -316,10 +334,87 @@ def _analysis(settings: FeatureSettings) -> _Analysis:
     basis[:, 1:] /= window_acf
     basis.setflags(write=False)
     power_scale = 2.0 / (n_fft * float(np.sum(window**2)))  # Parseval, one-sided spectrum
-    top_bin = max(mel.top_bin, band.stop, acf_bins.stop)
+    formants = _Formants.build(freqs, tilt) if settings.formants else None
+    top_bin = max(mel.top_bin, band.stop, acf_bins.stop, formants.bins if formants else 0)
     return _Analysis(window, n_fft, mel, dct_matrix(settings.n_mfcc, settings.n_mels), band,
                      acf_bins, basis, int(lags[0]), max(1, BLAS_ONE_THREAD_LIMIT // basis.size), power_scale,
-                     top_bin)
+                     top_bin, formants)
+
+
+@dataclass(frozen=True)
+class _Formants:
+    """Linear prediction of the 0-5 kHz band from the frame's power spectrum, as matrix products.
+
+    Bins 0..m of the band are the whole spectrum of a signal sampled at 2 * freqs[m], so the band's
+    autocorrelation at lag L is sum_k w_k P_k cos(pi k L / m) (w = 1 at both ends, else 2). The
+    predictor's spectrum |A(f)|^2 is then read every ~20 Hz from 200 Hz up (an FFT of the whole grid
+    cost four times as much for 13 coefficients, measured).
+    """
+
+    basis: np.ndarray  # (bins, order + 1): power -> autocorrelation, tilted and lag-windowed
+    bins: int
+    first: int  # grid index of the columns of cos and sin
+    step_hz: float
+    cos: np.ndarray  # (order + 1, points): Re A = a @ cos
+    sin: np.ndarray  # Im A = a @ sin
+    rows: int  # frames per product (see BLAS_ONE_THREAD_LIMIT)
+
+    @staticmethod
+    def build(freqs: np.ndarray, tilt: np.ndarray) -> _Formants:
+        m = int(np.searchsorted(freqs, _FORMANT_BAND_HZ, "right")) - 1
+        band_rate = 2.0 * float(freqs[m])
+        lags = np.arange(_LPC_ORDER + 1)
+        weights = np.full(m + 1, 2.0)
+        weights[[0, m]] = 1.0
+        basis = np.cos(np.pi * np.outer(np.arange(m + 1), lags) / m) * (weights * tilt[: m + 1])[:, None]
+        # A 60 Hz Gaussian lag window widens sharp harmonic peaks, so the predictor follows the formants.
+        basis *= np.exp(-0.5 * (2 * np.pi * 60.0 * lags / band_rate) ** 2)
+        step_hz = band_rate / _FORMANT_GRID
+        first = max(0, int(_MIN_FORMANT_HZ / step_hz) - 1)
+        angle = 2 * np.pi * np.outer(lags, np.arange(first, _FORMANT_GRID // 2 + 1)) / _FORMANT_GRID
+        cos, sin = np.cos(angle), -np.sin(angle)
+        for matrix in (basis, cos, sin):
+            matrix.setflags(write=False)
+        rows = max(1, BLAS_ONE_THREAD_LIMIT // max(basis.size, cos.size))
+        return _Formants(basis, m + 1, first, step_hz, cos, sin, rows)
+
+    def measure(self, power: np.ndarray) -> np.ndarray:
+        """The first N_FORMANTS peaks of the predictor's envelope above 200 Hz, in Hz (0 where fewer)."""
+        coefficients = _levinson(power[:, : self.bins] @ self.basis)
+        real, imag = coefficients @ self.cos, coefficients @ self.sin
+        gain = np.multiply(real, real, out=real)
+        gain += np.multiply(imag, imag, out=imag)
+        gain += 1e-12  # 1 / envelope: the envelope's peaks are its minima
+        mid = gain[:, 1:-1]
+        peak = mid < gain[:, :-2]
+        peak &= mid <= gain[:, 2:]
+        rows, cols = np.nonzero(peak)  # row by row, each row's peaks from low to high
+        first_of_row = np.searchsorted(rows, np.arange(power.shape[0]))
+        count = np.bincount(rows, minlength=power.shape[0])
+        out = np.zeros((power.shape[0], N_FORMANTS), np.float32)
+        for k in range(N_FORMANTS):
+            row = np.flatnonzero(count > k)
+            col = cols[first_of_row[row] + k] + 1  # a column of gain
+            lg, cg, hg = (np.log(gain[row, col + d]) for d in (-1, 0, 1))
+            curve = lg - 2.0 * cg + hg
+            offset = np.where(curve > 0, 0.5 * (lg - hg) / np.where(curve > 0, curve, 1.0), 0.0)  # parabola's vertex
+            out[row, k] = (self.first + col + offset) * self.step_hz
+        return out
+
+
+def _levinson(r: np.ndarray) -> np.ndarray:
+    """Predictor coefficients (rows, order + 1), a_0 = 1, from autocorrelations (rows, order + 1)."""
+    order = r.shape[1] - 1
+    a = np.zeros_like(r)
+    a[:, 0] = 1.0
+    err = r[:, 0] * (1.0 + 1e-4) + 1e-20  # a little white noise keeps the predictor stable
+    for i in range(1, order + 1):
+        k = -(r[:, i] + np.einsum("ij,ij->i", a[:, 1:i], r[:, i - 1 : 0 : -1])) / err
+        a[:, 1:i] += k[:, None] * a[:, i - 1 : 0 : -1].copy()
+        a[:, i] = k
+        err *= 1.0 - k * k
+        np.maximum(err, 1e-20, out=err)
+    return a
 
 
 def frame_count(n_samples: int, settings: FeatureSettings) -> int:
@@ -383,7 +478,7 @@ def analyse_frames(y: np.ndarray, settings: FeatureSettings, start: int = 0) -> 
 
     One FFT per frame (float64: NumPy's pocketfft is as fast as in float32 here, and more precise)
     gives the level, the mel cepstra and, for frames loud enough to be speech, the autocorrelation
-    that measures voicing and pitch.
+    that measures voicing and pitch and, when the settings ask for them, the formants.
     """
     y = np.asarray(y)
     n = frame_count(len(y), settings)
@@ -392,7 +487,7 @@ def analyse_frames(y: np.ndarray, settings: FeatureSettings, start: int = 0) -> 
     a = _analysis(settings)
     space = _workspace(settings, a, n)
     out = FrameStats(start, np.empty((n, settings.n_mfcc), np.float32), np.empty(n, np.float32),
-                     np.zeros(n, np.float32), np.zeros(n, np.float32))
+                     np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros((n, N_FORMANTS), np.float32))
     for lo in range(0, n, space.rows):
         hi = min(lo + space.rows, n)
         _analyse_chunk(y, lo, hi, settings, a, space, out)
@@ -428,6 +523,10 @@ def _analyse_chunk(y: np.ndarray, lo: int, hi: int, settings: FeatureSettings, a
             rows = loud[first : first + a.acf_rows]
             np.matmul(power[rows, a.acf_bins], a.acf_basis, out=acf[first : first + rows.size])
         out.voicing[lo + loud], out.f0[lo + loud] = _pitch(acf, a, settings.sample_rate)
+        if a.formants is not None:
+            for first in range(0, loud.size, a.formants.rows):
+                rows = loud[first : first + a.formants.rows]
+                out.formants[lo + rows] = a.formants.measure(power[rows])
 
 
 def _pitch(acf: np.ndarray, a: _Analysis, rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -447,6 +546,14 @@ def _pitch(acf: np.ndarray, a: _Analysis, rate: int) -> tuple[np.ndarray, np.nda
     best[top[:, 0] <= -0.95] = 0
     voicing = np.maximum(nacf[np.arange(best.size), best], 0.0)
     return voicing, rate / ((a.first_lag + best) * a.lag_samples)
+
+
+def formant_columns(stats: FrameStats, voicing_threshold: float) -> np.ndarray:
+    """(n, N_FORMANTS) float32: log2(F_k / FORMANT_REFERENCE_HZ[k]) where the frame is voiced and F_k
+    was found, else 0."""
+    voiced = (stats.voicing > voicing_threshold)[:, None] & (stats.formants > 0)
+    ratio = np.maximum(stats.formants, 1.0) / np.asarray(FORMANT_REFERENCE_HZ, dtype=np.float32)
+    return np.where(voiced, np.log2(ratio), 0.0).astype(np.float32)
 
 
 def pitch_columns(stats: FrameStats, voicing_threshold: float) -> np.ndarray:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .clean import spectral_gate
-from .features import FrameStats, analyse_frames, dct_matrix, normalize_features, pitch_columns
+from .features import FrameStats, analyse_frames, dct_matrix, formant_columns, normalize_features, pitch_columns
 from .settings import FeatureSettings
 from .vad import speech_mask
 
@@ -55,6 +55,8 @@ def window_input(stats: FrameStats, settings: FeatureSettings) -> WindowInput:
         columns = [cepstra]
         if settings.pitch:
             columns.append(pitch_columns(stats, settings.vad_voicing)[mask])
+        if settings.formants:
+            columns.append(formant_columns(stats, settings.vad_voicing)[mask])
         features = normalize_window(np.concatenate(columns, axis=1), settings)
     return WindowInput(stats.start, start, end, n_speech * hop / rate, features, mask)
 
@@ -145,8 +147,7 @@ class FrameCursor:
         keep_from = min(max(0, self._next_end - self.window_frames), max(0, self._frames - self.window_frames))
         if keep_from > self._stats.start:
             self._stats = self._stats.rows(keep_from, self._frames)
-            self._stats = FrameStats(self._stats.start, self._stats.cepstra.copy(), self._stats.energy_db.copy(),
-                                     self._stats.voicing.copy(), self._stats.f0.copy())
+            self._stats = self._stats.copy()
 
     def _add_time(self, stage: str, tick: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - tick

@@ -13,8 +13,13 @@ from typing import Any
 
 from .errors import ModelError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Settings a schema added, with the value every model of the schema before it had: the feature did
+# not exist then, so reading an older model this way is a rule, not a guess.
+ADDED_IN_SCHEMA = {3: {"formants": False}}
 FEATURE_NORMS = ("none", "cmn", "cmvn")
+# Formant columns per frame when ``formants`` is on (F1-F3)
+N_FORMANTS = 3
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,9 @@ class FeatureSettings:
     # Pitch: log F0 and voicing strength per frame, appended to the cepstra (not normalised: the
     # absolute pitch is a sex cue that channel normalisation must not remove)
     pitch: bool = True
+    # Formants: log F1-F3 of voiced frames from linear prediction, after the pitch columns (not
+    # normalised: where they sit is the vocal tract's length)
+    formants: bool = False
     # Per-window normalisation of the cepstra over the window's speech frames
     feature_norm: str = "cmn"
     # Without normalisation, the window's speech is levelled to this RMS (a shift of c0)
@@ -88,7 +96,7 @@ class FeatureSettings:
     @property
     def n_features(self) -> int:
         """Width of one frame of model input (the ONNX input's last dimension)."""
-        return self.n_mfcc + (2 if self.pitch else 0)
+        return self.n_mfcc + (2 if self.pitch else 0) + (N_FORMANTS if self.formants else 0)
 
     @property
     def frame_seconds(self) -> float:
@@ -133,7 +141,9 @@ class FeatureSettings:
         schema = data.get("schema")
         if not isinstance(schema, int):
             raise ModelError("the model's feature settings have no schema version; re-export it with 'gvd export'")
-        if schema != SCHEMA_VERSION:
+        if schema in range(min(ADDED_IN_SCHEMA) - 1, SCHEMA_VERSION):
+            data = _upgrade(data, schema)
+        elif schema != SCHEMA_VERSION:
             newer = schema > SCHEMA_VERSION
             raise ModelError(
                 f"the model's feature settings use schema {schema}, this runtime reads schema {SCHEMA_VERSION}: "
@@ -162,6 +172,19 @@ class FeatureSettings:
         if not isinstance(data, dict):
             raise ModelError("the model's feature settings must be a JSON object")
         return cls.from_dict(data)
+
+
+def _upgrade(data: dict[str, Any], schema: int) -> dict[str, Any]:
+    """Settings of an older schema as this schema: each added setting at the value it had before."""
+    data = dict(data)
+    for version in range(schema + 1, SCHEMA_VERSION + 1):
+        for key, value in ADDED_IN_SCHEMA[version].items():
+            if key in data:
+                raise ModelError(f"the model's feature settings use schema {schema} but have {key!r}, "
+                                 f"which schema {version} added; re-export it with 'gvd export'")
+            data[key] = value
+    data["schema"] = SCHEMA_VERSION
+    return data
 
 
 # The recipe of the original university project: no speech detection, noise reduction on, 13 raw

@@ -16,10 +16,13 @@ import pytest
 
 from edge import features
 from edge.features import (
+    FORMANT_REFERENCE_HZ,
+    N_FORMANTS,
     PITCH_REFERENCE_HZ,
     FrameStats,
     analyse_frames,
     dct_matrix,
+    formant_columns,
     frame_count,
     hann_window,
     mel_filterbank,
@@ -231,6 +234,9 @@ def test_matrix_products_stay_under_openblas_threading_limit(settings):
     assert a.acf_rows >= 1 and a.acf_rows * a.acf_basis.size <= features.BLAS_ONE_THREAD_LIMIT
     assert all(1 <= b.rows and b.rows * b.weights.size <= features.BLAS_ONE_THREAD_LIMIT for b in a.mel.blocks)
     assert features._CHUNK_FRAMES * a.dct.size <= features.BLAS_ONE_THREAD_LIMIT
+    f = features._analysis(settings.with_changes(formants=True)).formants
+    assert f is not None
+    assert f.rows >= 1 and f.rows * max(f.basis.size, f.cos.size) <= features.BLAS_ONE_THREAD_LIMIT
 
 
 def test_one_fft_per_frame(monkeypatch):
@@ -340,7 +346,8 @@ def test_quiet_frames_get_no_pitch():
 
 def test_pitch_columns():
     stats = FrameStats(0, np.zeros((3, S.n_mfcc), np.float32), np.zeros(3, np.float32),
-                       np.array([0.9, 0.2, 0.6], np.float32), np.array([300.0, 120.0, 75.0], np.float32))
+                       np.array([0.9, 0.2, 0.6], np.float32), np.array([300.0, 120.0, 75.0], np.float32),
+                       np.zeros((3, N_FORMANTS), np.float32))
     columns = pitch_columns(stats, 0.45)
     assert columns.dtype == np.float32 and columns.shape == (3, 2)
     np.testing.assert_allclose(columns[:, 0], [np.log2(300 / PITCH_REFERENCE_HZ), 0.0, -1.0])
@@ -375,3 +382,64 @@ def test_matches_librosa_on_real_speech(shared_data, corpus, step):
         worst = max(worst, diff)
         assert diff <= TOLERANCE, f"{path.name}: max abs diff {diff}"
     print(f"{corpus}: {len(files)} files, max abs diff {worst:.2e}")
+
+
+# -- formants -------------------------------------------------------------------------------------
+F = S.with_changes(formants=True)
+
+
+def vowel(f0: float, formants: tuple[float, ...], seconds: float = 1.0, level: float = 0.3) -> np.ndarray:
+    """A pulse train at ``f0`` through second-order resonators at ``formants`` (bandwidths 80-120 Hz)."""
+    x = np.zeros(int(seconds * SR))
+    x[:: int(SR / f0)] = 1.0
+    for freq, bandwidth in zip(formants, (80.0, 100.0, 120.0), strict=True):
+        r, theta = np.exp(-np.pi * bandwidth / SR), 2 * np.pi * freq / SR
+        out = np.zeros_like(x)  # y[n] = (1 - r) x[n] + 2 r cos(theta) y[n-1] - r^2 y[n-2]
+        for n in range(x.size):
+            out[n] = (1 - r) * x[n] + 2 * r * np.cos(theta) * out[n - 1] - r * r * out[n - 2]
+        x = out
+    return (level * x / np.abs(x).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("f0, formants", [
+    (110.0, (700.0, 1220.0, 2600.0)),  # a man's /a/
+    (120.0, (300.0, 2300.0, 3000.0)),  # a man's /i/
+    (220.0, (850.0, 1400.0, 2900.0)),  # a woman's /a/
+])
+def test_formants_of_synthetic_vowels(f0, formants):
+    stats = analyse_frames(vowel(f0, formants), F)
+    voiced = stats.voicing > F.vad_voicing
+    assert voiced.mean() > 0.9
+    # Linear prediction leans towards the nearest harmonic: a low F1 (300 Hz at F0 120 Hz) is read ~60 Hz high.
+    np.testing.assert_allclose(np.median(stats.formants[voiced], axis=0), formants, rtol=0.05, atol=70.0)
+
+
+def test_formants_are_measured_only_when_asked_for_and_change_nothing_else():
+    y = voice(200, 3.0)
+    with_formants, without = analyse_frames(y, F), analyse_frames(y, S)
+    assert not without.formants.any() and with_formants.formants.any()
+    for name in ("cepstra", "energy_db", "voicing", "f0"):
+        np.testing.assert_array_equal(getattr(with_formants, name), getattr(without, name))
+    assert F.n_features == S.n_features + N_FORMANTS
+
+
+def test_formants_do_not_depend_on_the_pieces_or_the_level(rng):
+    y = vowel(150.0, (500.0, 1500.0, 2500.0), seconds=3.0) + 0.003 * rng.standard_normal(3 * SR).astype(np.float32)
+    whole = analyse_frames(y, F)
+    cut = frame_count(len(y) // 2, F)
+    halves = FrameStats.join([analyse_frames(y[: cut * F.hop_length + 200], F),
+                              analyse_frames(y[cut * F.hop_length :], F, start=cut)])
+    np.testing.assert_allclose(halves.formants, whole.formants, atol=1e-3)
+    quiet = analyse_frames(y * 0.1, F)
+    voiced = whole.voicing > F.vad_voicing
+    np.testing.assert_allclose(quiet.formants[voiced], whole.formants[voiced], rtol=0.02)
+
+
+def test_formant_columns():
+    formants = np.array([[550.0, 1600.0, 2700.0], [1100.0, 0.0, 5400.0], [500.0, 1500.0, 2500.0]], np.float32)
+    stats = FrameStats(0, np.zeros((3, S.n_mfcc), np.float32), np.zeros(3, np.float32),
+                       np.array([0.9, 0.9, 0.2], np.float32), np.full(3, 150.0, np.float32), formants)
+    columns = formant_columns(stats, 0.45)
+    assert columns.dtype == np.float32 and columns.shape == (3, N_FORMANTS)
+    assert FORMANT_REFERENCE_HZ == (550.0, 1600.0, 2700.0)
+    np.testing.assert_allclose(columns, [[0.0, 0.0, 0.0], [1.0, 0.0, 1.0], [0.0, 0.0, 0.0]], atol=1e-6)

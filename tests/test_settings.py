@@ -63,7 +63,20 @@ def test_missing_key_is_refused_with_its_name():
 
 def test_older_schema_is_refused_with_what_to_do():
     data = DEFAULT_SETTINGS.to_dict() | {"schema": 1}
-    with pytest.raises(ModelError, match=r"schema 1, this runtime reads schema 2: re-export the model"):
+    with pytest.raises(ModelError, match=rf"schema 1, this runtime reads schema {SCHEMA_VERSION}: re-export the model"):
+        FeatureSettings.from_dict(data)
+
+
+def test_schema_2_models_read_with_the_settings_added_since_at_their_old_value():
+    # The shipped models were exported with schema 2, before formants existed.
+    data = DEFAULT_SETTINGS.to_dict() | {"schema": 2}
+    del data["formants"]
+    assert FeatureSettings.from_dict(data) == DEFAULT_SETTINGS
+
+
+def test_an_older_schema_with_a_setting_it_could_not_have_is_refused():
+    data = DEFAULT_SETTINGS.to_dict() | {"schema": 2}
+    with pytest.raises(ModelError, match=r"schema 2 but have 'formants', which schema 3 added"):
         FeatureSettings.from_dict(data)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge.audio import load_audio
-from edge.features import FrameStats, analyse_frames
+from edge.features import N_FORMANTS, FrameStats, analyse_frames
 from edge.pipeline import window_inputs
 from edge.settings import DEFAULT_SETTINGS
 from edge.vad import drop_short_regions, regions, speech_mask
@@ -192,7 +192,8 @@ def synthetic_stats(voiced_frames: range) -> FrameStats:
     voicing = np.full(n, 0.2, np.float32)
     voicing[list(voiced_frames)] = 0.9
     f0 = np.where(energy > -55, 100.0 + 37.0 * (np.arange(n) % 7), 0.0).astype(np.float32)  # never steady
-    return FrameStats(0, np.zeros((n, DEFAULT_SETTINGS.n_mfcc), np.float32), energy, voicing, f0)
+    return FrameStats(0, np.zeros((n, DEFAULT_SETTINGS.n_mfcc), np.float32), energy, voicing, f0,
+                      np.zeros((n, N_FORMANTS), np.float32))
 
 
 @pytest.mark.parametrize("voiced_frames", [range(70, 71), range(70, 72), range(70, 74)])
@@ -253,7 +254,7 @@ def test_a_low_voice_with_voicing_dropouts_keeps_its_syllables(rng):
     stats = analyse_frames(y.astype(np.float32), DEFAULT_SETTINGS)
     dropouts = stats.voicing.copy()
     dropouts[::3] = 0.0
-    choppy = FrameStats(stats.start, stats.cepstra, stats.energy_db, dropouts, stats.f0)
+    choppy = FrameStats(stats.start, stats.cepstra, stats.energy_db, dropouts, stats.f0, stats.formants)
     assert speech_mask(choppy, DEFAULT_SETTINGS).sum() >= speech_mask(stats, DEFAULT_SETTINGS).sum() - 2
 
 # -- the vectorised steps equal straightforward loops, to the bit ---------------------------------
@@ -376,5 +377,6 @@ def test_speech_mask_equals_the_reference(rng):
             f0, energy = pitch_track(rng, n)
             energy = np.where(rng.random(n) < 0.2, np.float32(-90.0), energy).astype(np.float32)
             voicing = rng.uniform(0, 1, n).astype(np.float32)
-            stats = FrameStats(0, np.zeros((n, settings.n_mfcc), np.float32), energy, voicing, f0.astype(np.float32))
+            stats = FrameStats(0, np.zeros((n, settings.n_mfcc), np.float32), energy, voicing, f0.astype(np.float32),
+                               np.zeros((n, N_FORMANTS), np.float32))
             np.testing.assert_array_equal(speech_mask(stats, settings), speech_mask_reference(stats, settings))
