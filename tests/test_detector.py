@@ -193,6 +193,17 @@ def test_model_metadata_is_read_from_the_file(tmp_path):
     assert [s.start for s in detector.predict(voice(200, 3.0), RATE).segments] == [0.0, 0.5]
 
 
+def test_a_model_that_asks_for_formants_gets_them(tmp_path):
+    settings = test_metadata().feature_settings.with_changes(formants=True)
+    detector = Detector(make_model(tmp_path / "f.onnx", test_metadata(settings)))
+    inputs = window_inputs(voice(200, 3.0), detector.settings)
+    assert detector.settings.formants and inputs[0].features is not None
+    assert inputs[0].features.shape[1] == settings.n_features == N_FEATURES + 3
+    assert inputs[0].features[:, -3:].any()  # the formant columns of voiced frames
+    result = detector.predict(voice(200, 3.0), RATE)
+    assert result.label in ("female", "male") and 0.0 <= result.p_female <= 1.0
+
+
 def test_model_errors(tmp_path):
     with pytest.raises(ModelError, match="no such model file"):
         Detector(tmp_path / "missing.onnx")
