@@ -5,7 +5,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from train.nonspeech import DEBIAN_PACKAGES, EXCLUDED_PACKAGES, HELD_OUT_PACKAGES, SPOKEN_FILE, source_of
+import pytest
+
+from train.nonspeech import (
+    DEBIAN_PACKAGES,
+    EXCLUDED_PACKAGES,
+    HELD_OUT_PACKAGES,
+    SPOKEN_FILE,
+    NonspeechConfig,
+    Source,
+    prepare,
+    source_of,
+)
 from train.reports import heldout_nonspeech, loco_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +56,10 @@ def test_held_out_nonspeech_adds_up_over_folds():
     assert total == {"clips": 10, "rejected": 8, "rejected_share": 0.8, "given_gender": ["x", "y"]}
     assert loco_summary(folds)["loco_nonspeech"] == total
     assert heldout_nonspeech({"c": folds["c"]}) is None
+
+
+def test_missing_non_speech_packages_are_named_not_skipped_in_silence(tmp_path):
+    sources = {"gone": Source(str(tmp_path / "not-installed"), "some-sounds-package")}
+    with pytest.warns(UserWarning, match=r"not installed: some-sounds-package; .*apt-get install some-sounds-package"):
+        recordings = prepare(tmp_path / "cache", sources, NonspeechConfig(seconds=0.5, synthetic=2))
+    assert {r.corpus for r in recordings} == {"nonspeech_synthetic"}

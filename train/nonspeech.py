@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,6 +248,11 @@ def prepare(cache: Path, sources: dict[str, Source] | None = None, config: Nonsp
             ) -> list[Recording]:
     """Write (once) and list the non-speech training clips: one corpus per source, plus synthetic."""
     sources = DEBIAN_SOURCES if sources is None else sources
+    missing = sorted({s.package for s in sources.values() if not Path(s.folder).is_dir()})
+    if missing:
+        # Said, not skipped in silence: without them the speech output sees far less real music.
+        warnings.warn(f"non-speech training sources not installed: {', '.join(missing)}; the speech output "
+                      f"trains without them (apt-get install {' '.join(missing)}, or 'make models')", stacklevel=2)
     recordings = []
     for name, source in sorted(sources.items()):
         if not Path(source.folder).is_dir():
