@@ -169,7 +169,7 @@ PITCH_REFERENCE_HZ = 150.0
 # move little with the channel (an equaliser changes a peak's height, not where it is).
 _FORMANT_BAND_HZ = 5000.0
 _LPC_ORDER = 12
-_FORMANT_GRID = 512  # points of the predictor's FFT: its envelope every ~20 Hz up to 5 kHz
+_FORMANT_GRID = 512  # points per turn of the predictor's spectrum: its envelope read every ~20 Hz up to 5 kHz
 _MIN_FORMANT_HZ = 200.0  # peaks below are the glottal source, not the tract
 # log2(F_k / these) are the formant columns: near 0 between typical female and male values.
 FORMANT_REFERENCE_HZ = (550.0, 1600.0, 2700.0)
