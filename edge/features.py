@@ -378,9 +378,10 @@ class _Formants:
         rows = max(1, BLAS_ONE_THREAD_LIMIT // max(basis.size, cos.size))
         return _Formants(basis, m + 1, first, step_hz, cos, sin, rows)
 
-    def measure(self, power: np.ndarray) -> np.ndarray:
-        """The first N_FORMANTS peaks of the predictor's envelope above 200 Hz, in Hz (0 where fewer)."""
-        coefficients = _levinson(power[:, : self.bins] @ self.basis)
+    def measure(self, band_power: np.ndarray) -> np.ndarray:
+        """The first N_FORMANTS peaks of the predictor's envelope above 200 Hz, in Hz (0 where fewer),
+        from the power of bins 0..``bins`` of each frame."""
+        coefficients = _levinson(band_power @ self.basis)
         real, imag = coefficients @ self.cos, coefficients @ self.sin
         gain = np.multiply(real, real, out=real)
         gain += np.multiply(imag, imag, out=imag)
@@ -389,9 +390,9 @@ class _Formants:
         peak = mid < gain[:, :-2]
         peak &= mid <= gain[:, 2:]
         rows, cols = np.nonzero(peak)  # row by row, each row's peaks from low to high
-        first_of_row = np.searchsorted(rows, np.arange(power.shape[0]))
-        count = np.bincount(rows, minlength=power.shape[0])
-        out = np.zeros((power.shape[0], N_FORMANTS), np.float32)
+        first_of_row = np.searchsorted(rows, np.arange(band_power.shape[0]))
+        count = np.bincount(rows, minlength=band_power.shape[0])
+        out = np.zeros((band_power.shape[0], N_FORMANTS), np.float32)
         for k in range(N_FORMANTS):
             row = np.flatnonzero(count > k)
             col = cols[first_of_row[row] + k] + 1  # a column of gain
@@ -526,7 +527,7 @@ def _analyse_chunk(y: np.ndarray, lo: int, hi: int, settings: FeatureSettings, a
         if a.formants is not None:
             for first in range(0, loud.size, a.formants.rows):
                 rows = loud[first : first + a.formants.rows]
-                out.formants[lo + rows] = a.formants.measure(power[rows])
+                out.formants[lo + rows] = a.formants.measure(power[rows, : a.formants.bins])
 
 
 def _pitch(acf: np.ndarray, a: _Analysis, rate: int) -> tuple[np.ndarray, np.ndarray]:

@@ -248,15 +248,14 @@ def prepare(cache: Path, sources: dict[str, Source] | None = None, config: Nonsp
             ) -> list[Recording]:
     """Write (once) and list the non-speech training clips: one corpus per source, plus synthetic."""
     sources = DEBIAN_SOURCES if sources is None else sources
-    missing = sorted({s.package for s in sources.values() if not Path(s.folder).is_dir()})
+    installed = {name: source for name, source in sources.items() if Path(source.folder).is_dir()}
+    missing = sorted({source.package for name, source in sources.items() if name not in installed})
     if missing:
         # Said, not skipped in silence: without them the speech output sees far less real music.
         warnings.warn(f"non-speech training sources not installed: {', '.join(missing)}; the speech output "
                       f"trains without them (apt-get install {' '.join(missing)}, or 'make models')", stacklevel=2)
     recordings = []
-    for name, source in sorted(sources.items()):
-        if not Path(source.folder).is_dir():
-            continue
+    for name, source in sorted(installed.items()):
         out = cache / name
         collect_excerpts(Path(source.folder), out, config, source.excerpts)
         recordings += _listing(out, f"nonspeech_{name}")
